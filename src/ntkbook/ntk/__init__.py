@@ -1,0 +1,49 @@
+"""The empirical neural tangent kernel: exact and matrix-free, with its spectral measures."""
+
+from ntkbook.ntk import matfree, spectrum
+from ntkbook.ntk.kernel import (
+    METHODS,
+    NTKFunction,
+    empirical_ntk,
+    layer_summary,
+    ntk_diagonal,
+    ntk_fn,
+)
+from ntkbook.ntk.position import (
+    MinibatchSpectralPosition,
+    SpectralPosition,
+    spectral_position,
+    spectral_position_minibatch,
+)
+from ntkbook.ntk.record import KernelRecorder, load_records
+from ntkbook.ntk.spectrum import (
+    covariance_entropy,
+    effective_rank,
+    eigensystem,
+    entropy,
+    self_entropy,
+    trace,
+)
+
+__all__ = [
+    "METHODS",
+    "NTKFunction",
+    "empirical_ntk",
+    "layer_summary",
+    "ntk_diagonal",
+    "ntk_fn",
+    "matfree",
+    "spectrum",
+    "SpectralPosition",
+    "MinibatchSpectralPosition",
+    "spectral_position",
+    "spectral_position_minibatch",
+    "KernelRecorder",
+    "load_records",
+    "eigensystem",
+    "entropy",
+    "trace",
+    "effective_rank",
+    "covariance_entropy",
+    "self_entropy",
+]

@@ -1,0 +1,712 @@
+"""Exact empirical neural tangent kernels.
+
+For a network ``f(θ, x) ∈ R^O`` the empirical NTK between samples ``x_i`` and ``x_j`` is
+
+    Θ[(i, a), (j, b)] = Σ_p ∂f_a(x_i)/∂θ_p · ∂f_b(x_j)/∂θ_p .
+
+With ``trace_outputs=True`` the output axis is SUMMED, ``Θ_ij = Σ_a Θ[(i, a), (j, a)]``
+(neural-tangents averages instead, so its traced kernel is ours divided by ``O``). The full
+kernel has shape ``(N1·O, N2·O)`` with row index ``i·O + a``.
+
+Three exact methods compute the same matrix with different costs:
+
+``"structured"``
+    Per layer, the Jacobian of a dense map ``y = h W`` factorises, ``∂f_a/∂W = Σ_t h_t ⊗ g_{a,t}``
+    with ``g = ∂f/∂y``, so its contribution to Θ is a product of Gram matrices,
+    ``Σ_{s,t} (h_{i,s}·h_{j,t}) (g_{ia,s}·g_{jb,t})`` (the structured-derivatives idea of
+    Novak et al. 2022, "Fast Finite Width Neural Tangent Kernel"). Dense layers use the Gram
+    form; convolution kernels get their weight Jacobian from one transposed convolution per
+    output; every other parameter (biases, norms, embeddings, anything unrecognised) falls back
+    to its per-sample Jacobian. Layers are found in the jaxpr of ``apply_fn``, so any JAX
+    model (Flax, Equinox, plain functions) works; a parameter used more than once (weight
+    tying) falls back as well.
+``"jacobian"``
+    Blocked Jacobian contraction: each block's per-sample Jacobian is computed once and kept
+    while the cache fits in memory; with ``x2`` omitted only the upper triangle of blocks is
+    contracted.
+``"vjp"``
+    NTK-vector products: each column of Θ is ``J₁ (J₂ᵀ e)``, a VJP followed by a JVP; nothing of
+    size ``P × N`` is ever held.
+
+``"auto"`` uses ``"structured"`` when the model has layers it recognises and ``"jacobian"``
+otherwise. All methods treat ``apply_fn`` per sample: ``apply_fn(params, x)[i]`` must depend on
+``x[i]`` only (no batch statistics), which is what makes Θ a kernel between samples.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jcore
+
+__all__ = [
+    "empirical_ntk",
+    "ntk_fn",
+    "ntk_diagonal",
+    "layer_summary",
+    "NTKFunction",
+    "METHODS",
+    "check_inputs",
+]
+
+Method = Literal["auto", "structured", "jacobian", "vjp"]
+METHODS: tuple[str, ...] = ("auto", "structured", "jacobian", "vjp")
+
+# Bytes of per-sample features processed in one block when ``block_size`` is not given.
+_BLOCK_BUDGET_BYTES = 256 * 2**20
+# Jacobian blocks are cached (each computed once) while their total stays below this.
+_JACOBIAN_CACHE_BYTES = 2 * 2**30
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+_CALL_PRIMITIVES = frozenset({"jit", "pjit", "closed_call", "core_call"})
+_TRANSPARENT_PRIMITIVES = frozenset({"convert_element_type", "copy", "copy_p"})
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+
+
+def _leaf_names(params) -> list[str]:
+    paths, _ = jax.tree_util.tree_flatten_with_path(params)
+    return [jax.tree_util.keystr(path) or "<root>" for path, _ in paths]
+
+
+def _check_finite_params(params) -> None:
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError("params is empty: the network has no parameters to differentiate")
+    bad = [bool(jnp.any(~jnp.isfinite(leaf))) for leaf in leaves]
+    if any(bad):
+        names = [name for name, b in zip(_leaf_names(params), bad, strict=True) if b]
+        raise ValueError(f"params contain NaN or inf in {', '.join(names)}")
+
+
+def _check_array(x, name: str) -> jax.Array:
+    array = jnp.asarray(x)
+    if array.ndim < 1 or array.shape[0] == 0:
+        raise ValueError(
+            f"{name} needs a leading sample axis with at least one sample, got shape {array.shape}"
+        )
+    if jnp.issubdtype(array.dtype, jnp.inexact) and bool(jnp.any(~jnp.isfinite(array))):
+        first = np.argwhere(~np.isfinite(np.asarray(array)))[0]
+        raise ValueError(
+            f"{name} contains NaN or inf (first at index {tuple(int(i) for i in first)})"
+        )
+    return array
+
+
+def check_inputs(
+    apply_fn: Callable, params, x1, x2=None
+) -> tuple[jax.Array, jax.Array | None, int]:
+    """Validate ``params``, ``x1``, ``x2`` and the output of ``apply_fn``; return ``O``.
+
+    Raises ``ValueError`` naming the problem: NaN or inf in a parameter leaf or an input, empty
+    inputs, a feature-shape mismatch between ``x1`` and ``x2``, or an ``apply_fn`` that does not
+    return a 2-D ``(N, O)`` array.
+    """
+    _check_finite_params(params)
+    x1 = _check_array(x1, "x1")
+    if x2 is not None:
+        x2 = _check_array(x2, "x2")
+        if x1.shape[1:] != x2.shape[1:]:
+            raise ValueError(
+                f"x1 and x2 have different feature shapes: {x1.shape[1:]} vs {x2.shape[1:]}"
+            )
+    out = jax.eval_shape(apply_fn, params, x1[:1])
+    if not hasattr(out, "shape") or len(out.shape) != 2:
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"apply_fn must return a 2-D array of shape (N, O); for one sample it returned {shape}"
+        )
+    if out.shape[0] != 1:
+        raise ValueError(
+            f"apply_fn must return one row per sample; for one sample it returned shape {out.shape}"
+        )
+    return x1, x2, int(out.shape[1])
+
+
+# --------------------------------------------------------------------------------------------
+# structure of the network, read from its jaxpr
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A parameter leaf used once, as an operand of a dense or convolution primitive."""
+
+    path: tuple[int, ...]
+    leaf: int
+    kind: Literal["gram", "explicit"]
+    param_position: int
+    primitive: Any
+    params: dict
+    out_shape: tuple[int, ...]
+    out_dtype: Any
+    # Gram layout: activation dims (free, contracting) and the output dims' split.
+    act_free: tuple[int, ...] = ()
+    act_contract: tuple[int, ...] = ()
+    positions: int = 1
+    width_in: int = 1
+    width_out: int = 1
+
+
+@dataclass(frozen=True)
+class _Structure:
+    closed_jaxpr: Any
+    targets: dict[tuple[int, ...], _Target]
+    fallback_leaves: tuple[int, ...]
+    n_outputs: int
+
+    @property
+    def structured_leaves(self) -> tuple[int, ...]:
+        return tuple(sorted(t.leaf for t in self.targets.values()))
+
+
+def _scan_uses(jaxpr, alias: dict, path: tuple[int, ...], uses: dict[int, list]) -> None:
+    """Record every use of every parameter leaf, following transparent ops and calls."""
+    for k, eqn in enumerate(jaxpr.eqns):
+        here = path + (k,)
+        leaves_in = [alias.get(v) if isinstance(v, jcore.Var) else None for v in eqn.invars]
+        name = eqn.primitive.name
+        if name in _TRANSPARENT_PRIMITIVES and leaves_in and leaves_in[0] is not None:
+            alias[eqn.outvars[0]] = leaves_in[0]
+            continue
+        if name in _CALL_PRIMITIVES and "jaxpr" in eqn.params:
+            inner = eqn.params["jaxpr"].jaxpr
+            inner_alias = {
+                v: leaf for v, leaf in zip(inner.invars, leaves_in, strict=True) if leaf is not None
+            }
+            _scan_uses(inner, inner_alias, here, uses)
+            for inner_out, outer_out in zip(inner.outvars, eqn.outvars, strict=True):
+                if isinstance(inner_out, jcore.Var) and inner_out in inner_alias:
+                    alias[outer_out] = inner_alias[inner_out]
+            continue
+        for position, leaf in enumerate(leaves_in):
+            if leaf is not None:
+                uses[leaf].append((here, eqn, position))
+    for v in jaxpr.outvars:
+        if isinstance(v, jcore.Var) and v in alias:
+            uses[alias[v]].append((None, None, None))
+
+
+def _dense_target(path, leaf, eqn, position, n_outputs) -> _Target:
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
+    act = eqn.invars[1 - position].aval
+    weight = eqn.invars[position].aval
+    act_contract = tuple(lhs_contract if position == 1 else rhs_contract)
+    weight_contract = tuple(rhs_contract if position == 1 else lhs_contract)
+    act_free = tuple(d for d in range(len(act.shape)) if d not in act_contract)
+    positions = math.prod(act.shape[d] for d in act_free)
+    width_in = math.prod(act.shape[d] for d in act_contract)
+    width_out = math.prod(
+        weight.shape[d] for d in range(len(weight.shape)) if d not in weight_contract
+    )
+    # Gram form costs T²(d_in + O d_out) per sample pair, the explicit weight Jacobian
+    # O d_in d_out: take whichever is cheaper (always Gram for a plain dense layer, T = 1).
+    gram_cost = positions**2 * (width_in + n_outputs * width_out)
+    explicit_cost = n_outputs * width_in * width_out
+    kind = "gram" if positions == 1 or gram_cost <= explicit_cost else "explicit"
+    out = eqn.outvars[0].aval
+    return _Target(
+        path=path,
+        leaf=leaf,
+        kind=kind,
+        param_position=position,
+        primitive=eqn.primitive,
+        params=dict(eqn.params),
+        out_shape=tuple(out.shape),
+        out_dtype=out.dtype,
+        act_free=act_free,
+        act_contract=act_contract,
+        positions=positions,
+        width_in=width_in,
+        width_out=width_out,
+    )
+
+
+def _analyse(apply_fn: Callable, params, x_one: jax.Array, n_outputs: int) -> _Structure:
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+
+    def flat_apply(flat_leaves, x):
+        return apply_fn(jax.tree_util.tree_unflatten(treedef, flat_leaves), x)
+
+    closed = jax.make_jaxpr(flat_apply)(leaves, x_one)
+    jaxpr = closed.jaxpr
+    alias = {v: k for k, v in enumerate(jaxpr.invars[: len(leaves)])}
+    uses: dict[int, list] = {k: [] for k in range(len(leaves))}
+    _scan_uses(jaxpr, alias, (), uses)
+
+    targets: dict[tuple[int, ...], _Target] = {}
+    for leaf, leaf_uses in uses.items():
+        if len(leaf_uses) != 1 or leaf_uses[0][0] is None:
+            continue
+        path, eqn, position = leaf_uses[0]
+        name = eqn.primitive.name
+        if name == "dot_general":
+            (_, _), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
+            if lhs_batch or rhs_batch:
+                continue
+            targets[path] = _dense_target(path, leaf, eqn, position, n_outputs)
+        elif name == "conv_general_dilated":
+            out = eqn.outvars[0].aval
+            targets[path] = _Target(
+                path=path,
+                leaf=leaf,
+                kind="explicit",
+                param_position=position,
+                primitive=eqn.primitive,
+                params=dict(eqn.params),
+                out_shape=tuple(out.shape),
+                out_dtype=out.dtype,
+            )
+    structured = {t.leaf for t in targets.values()}
+    fallback = tuple(k for k in range(len(leaves)) if k not in structured)
+    return _Structure(closed, targets, fallback, n_outputs)
+
+
+def _read(env: dict, v):
+    return v.val if isinstance(v, jcore.Literal) else env[v]
+
+
+def _interpret(jaxpr, consts, args, targets, probes, captured, path=()) -> list:
+    """Evaluate a jaxpr, adding ``probes[path]`` to each target's output and capturing inputs."""
+    env: dict = {}
+    for v, value in zip(jaxpr.constvars, consts, strict=True):
+        env[v] = value
+    for v, value in zip(jaxpr.invars, args, strict=True):
+        env[v] = value
+    for k, eqn in enumerate(jaxpr.eqns):
+        here = path + (k,)
+        invals = [_read(env, v) for v in eqn.invars]
+        if eqn.primitive.name in _CALL_PRIMITIVES and "jaxpr" in eqn.params:
+            inner = eqn.params["jaxpr"]
+            outs = _interpret(inner.jaxpr, inner.consts, invals, targets, probes, captured, here)
+        else:
+            bound = eqn.primitive.get_bind_params(eqn.params)
+            # Older JAX returns (subfuns, params), newer JAX only the params.
+            subfuns, bind_params = bound if isinstance(bound, tuple) else ((), bound)
+            outs = eqn.primitive.bind(*subfuns, *invals, **bind_params)
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
+            if here in targets:
+                captured[here] = invals
+                outs = [outs[0] + probes[here]]
+        for v, value in zip(eqn.outvars, outs, strict=True):
+            if not isinstance(v, jcore.DropVar):
+                env[v] = value
+    return [_read(env, v) for v in jaxpr.outvars]
+
+
+def _structured_sample_features(structure: _Structure, leaves: list, x: jax.Array) -> dict:
+    """Per-sample features whose pairwise contractions give Θ (see :func:`_contract`)."""
+    closed = structure.closed_jaxpr
+    targets = structure.targets
+    n_outputs = structure.n_outputs
+    fallback = structure.fallback_leaves
+
+    def forward(fallback_leaves, probes):
+        args = list(leaves)
+        for k, value in zip(fallback, fallback_leaves, strict=True):
+            args[k] = value
+        captured: dict = {}
+        (out,) = _interpret(
+            closed.jaxpr, closed.consts, [*args, x[None]], targets, probes, captured
+        )
+        return out[0], captured
+
+    probes = {p: jnp.zeros(t.out_shape, t.out_dtype) for p, t in targets.items()}
+    out, vjp_fn, captured = jax.vjp(forward, [leaves[k] for k in fallback], probes, has_aux=True)
+    cotangents = jnp.eye(n_outputs, dtype=out.dtype)
+    fallback_jac, probe_cot = jax.vmap(vjp_fn)(cotangents)
+
+    explicit = [j.reshape(n_outputs, -1) for j in fallback_jac]
+    grams = []
+    for p in sorted(targets):
+        t = targets[p]
+        operands = captured[p]
+        g = probe_cot[p]  # (O, *out_shape)
+        if t.kind == "explicit":
+            weight = operands[t.param_position]
+
+            def bound(w, operands=operands, t=t):
+                args = list(operands)
+                args[t.param_position] = w
+                return t.primitive.bind(*args, **t.params)
+
+            _, weight_vjp = jax.vjp(bound, weight)
+            jac = jax.vmap(lambda c, weight_vjp=weight_vjp: weight_vjp(c)[0])(g)
+            explicit.append(jac.reshape(n_outputs, -1))
+        else:
+            act = operands[1 - t.param_position]
+            h = jnp.transpose(act, t.act_free + t.act_contract).reshape(t.positions, t.width_in)
+            if t.param_position == 1:
+                g = g.reshape(n_outputs, t.positions, t.width_out)
+            else:
+                g = g.reshape(n_outputs, t.width_out, t.positions).transpose(0, 2, 1)
+            grams.append((h, g))
+    dtype = out.dtype
+    if explicit:
+        explicit_matrix = jnp.concatenate([e.astype(dtype) for e in explicit], axis=1)
+    else:
+        explicit_matrix = jnp.zeros((n_outputs, 0), dtype)
+    return {"explicit": explicit_matrix, "gram": grams}
+
+
+def _jacobian_sample_features(apply_fn: Callable, treedef, leaves: list, x: jax.Array) -> dict:
+    def single(flat_leaves):
+        return apply_fn(jax.tree_util.tree_unflatten(treedef, flat_leaves), x[None])[0]
+
+    jac = jax.jacrev(single)(leaves)
+    n_outputs = jac[0].shape[0]
+    dtype = jnp.result_type(*[j.dtype for j in jac])
+    matrix = jnp.concatenate([j.reshape(n_outputs, -1).astype(dtype) for j in jac], axis=1)
+    return {"explicit": matrix, "gram": []}
+
+
+def _contract(fa: dict, fb: dict, trace_outputs: bool) -> jax.Array:
+    """Kernel block between two blocks of per-sample features.
+
+    ``explicit`` features are Jacobian rows (B, O, P): ``Θ = J_a J_bᵀ``. ``gram`` features are
+    pairs ``h (B, T, d_in)``, ``g (B, O, T, d_out)`` of a dense layer, contributing
+    ``Σ_{s,t} (h_{is}·h_{jt}) (g_{ias}·g_{jbt})``.
+    """
+    ea, eb = fa["explicit"], fb["explicit"]
+    na, n_out, _ = ea.shape
+    nb = eb.shape[0]
+    if trace_outputs:
+        kernel = jnp.matmul(ea.reshape(na, -1), eb.reshape(nb, -1).T, precision=_HIGHEST)
+    else:
+        kernel = jnp.matmul(
+            ea.reshape(na * n_out, -1), eb.reshape(nb * n_out, -1).T, precision=_HIGHEST
+        ).reshape(na, n_out, nb, n_out)
+    for (ha, ga), (hb, gb) in zip(fa["gram"], fb["gram"], strict=True):
+        positions = ha.shape[1]
+        if positions == 1:
+            h_gram = jnp.matmul(ha[:, 0], hb[:, 0].T, precision=_HIGHEST)
+            if trace_outputs:
+                g_gram = jnp.matmul(ga.reshape(na, -1), gb.reshape(nb, -1).T, precision=_HIGHEST)
+                kernel = kernel + h_gram * g_gram
+            else:
+                g_gram = jnp.matmul(
+                    ga.reshape(na * n_out, -1), gb.reshape(nb * n_out, -1).T, precision=_HIGHEST
+                ).reshape(na, n_out, nb, n_out)
+                kernel = kernel + h_gram[:, None, :, None] * g_gram
+        else:
+            h_gram = jnp.einsum("isd,jtd->isjt", ha, hb, precision=_HIGHEST)
+            if trace_outputs:
+                g_gram = jnp.einsum("iasd,jatd->isjt", ga, gb, precision=_HIGHEST)
+                kernel = kernel + jnp.sum(h_gram * g_gram, axis=(1, 3))
+            else:
+                kernel = kernel + jnp.einsum(
+                    "isjt,iase,jbte->iajb", h_gram, ga, gb, precision=_HIGHEST, optimize=True
+                )
+    if not trace_outputs:
+        kernel = kernel.reshape(na * n_out, nb * n_out)
+    return kernel
+
+
+def _vjp_columns(apply_fn, treedef, leaves, x1, x2_block, n_outputs, trace_outputs):
+    """Columns of Θ for the samples of ``x2_block`` as JVPs of VJP tangents."""
+    params = jax.tree_util.tree_unflatten(treedef, leaves)
+
+    def tangent(x, b):
+        def single(p):
+            return apply_fn(p, x[None])[0]
+
+        _, vjp_fn = jax.vjp(single, params)
+        return vjp_fn(jax.nn.one_hot(b, n_outputs, dtype=_output_dtype(leaves)))[0]
+
+    outputs = jnp.arange(n_outputs)
+    tangents = jax.vmap(jax.vmap(tangent, (None, 0)), (0, None))(x2_block, outputs)
+
+    def push(t):
+        return jax.jvp(lambda p: apply_fn(p, x1), (params,), (t,))[1]
+
+    columns = jax.vmap(jax.vmap(push))(tangents)  # (B2, O_b, N1, O_a)
+    if trace_outputs:
+        return jnp.einsum("jbib->ij", columns)
+    n1, b2 = x1.shape[0], x2_block.shape[0]
+    return columns.transpose(2, 3, 0, 1).reshape(n1 * n_outputs, b2 * n_outputs)
+
+
+def _output_dtype(leaves) -> Any:
+    return jnp.result_type(*[leaf.dtype for leaf in leaves])
+
+
+# --------------------------------------------------------------------------------------------
+# the kernel function
+# --------------------------------------------------------------------------------------------
+
+
+def _blocks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _pad_to(x: jax.Array, size: int) -> jax.Array:
+    missing = size - x.shape[0]
+    if missing == 0:
+        return x
+    return jnp.concatenate([x, jnp.repeat(x[:1], missing, axis=0)], axis=0)
+
+
+def _slice_features(features: dict, stop: int) -> dict:
+    return jax.tree_util.tree_map(lambda a: a[:stop], features)
+
+
+class NTKFunction:
+    """An eNTK function bound to a network: ``NTKFunction(apply_fn)(params, x1, x2=None)``.
+
+    Build it once with :func:`ntk_fn` and call it repeatedly (for example at every recorded
+    epoch): compiled per-sample feature functions are cached per parameter structure and input
+    shape. See the module docstring for the kernel convention and the methods.
+    """
+
+    def __init__(
+        self,
+        apply_fn: Callable,
+        *,
+        trace_outputs: bool = True,
+        method: Method = "auto",
+        block_size: int | None = None,
+    ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown eNTK method {method!r}; choose one of {', '.join(METHODS)}")
+        if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+            raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
+        self.apply_fn = apply_fn
+        self.trace_outputs = trace_outputs
+        self.method = method
+        self.block_size = block_size
+        self._cache: dict = {}
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _signature(self, params, x) -> tuple:
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        return (
+            treedef,
+            tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves),
+            tuple(x.shape[1:]),
+            str(x.dtype),
+        )
+
+    def _plan(self, params, x1: jax.Array, n_outputs: int) -> dict:
+        key = self._signature(params, x1)
+        if key in self._cache:
+            return self._cache[key]
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        method = self.method
+        structure = None
+        if method in ("auto", "structured"):
+            structure = _analyse(self.apply_fn, params, x1[:1], n_outputs)
+            if method == "auto":
+                method = "structured" if structure.targets else "jacobian"
+        if method == "structured":
+            sample_fn = functools.partial(_structured_sample_features, structure)
+        elif method == "jacobian":
+            sample_fn = functools.partial(_jacobian_sample_features, self.apply_fn, treedef)
+        else:
+            sample_fn = None
+        plan = {"method": method, "structure": structure, "treedef": treedef}
+        if sample_fn is not None:
+            batched = jax.vmap(sample_fn, in_axes=(None, 0))
+            plan["features"] = jax.jit(batched)
+            per_sample = jax.eval_shape(sample_fn, leaves, x1[0])
+            plan["sample_bytes"] = sum(
+                math.prod(a.shape) * jnp.dtype(a.dtype).itemsize
+                for a in jax.tree_util.tree_leaves(per_sample)
+            )
+        else:
+            plan["columns"] = jax.jit(
+                functools.partial(_vjp_columns, self.apply_fn, treedef),
+                static_argnames=("n_outputs", "trace_outputs"),
+            )
+            plan["sample_bytes"] = n_outputs * sum(
+                leaf.size * leaf.dtype.itemsize for leaf in leaves
+            )
+        plan["contract"] = jax.jit(_contract, static_argnames=("trace_outputs",))
+        self._cache[key] = plan
+        return plan
+
+    def _block_size(self, plan: dict, n: int) -> int:
+        if self.block_size is not None:
+            return min(self.block_size, n)
+        return int(max(1, min(n, _BLOCK_BUDGET_BYTES // max(plan["sample_bytes"], 1))))
+
+    def method_for(self, params, x) -> str:
+        """The method ``"auto"`` resolves to for these parameters and inputs."""
+        x1, _, n_outputs = check_inputs(self.apply_fn, params, x)
+        return self._plan(params, x1, n_outputs)["method"]
+
+    # -- the kernel ---------------------------------------------------------------------------
+    def __call__(self, params, x1, x2=None) -> jax.Array:
+        x1, x2, n_outputs = check_inputs(self.apply_fn, params, x1, x2)
+        plan = self._plan(params, x1, n_outputs)
+        leaves = jax.tree_util.tree_leaves(params)
+        if plan["method"] == "vjp":
+            return self._by_columns(plan, leaves, x1, x1 if x2 is None else x2, n_outputs)
+        return self._by_features(plan, leaves, x1, x2, n_outputs)
+
+    def _features(self, plan, leaves, x, size) -> list[tuple[int, int, dict]]:
+        out = []
+        for start, stop in _blocks(x.shape[0], size):
+            feats = plan["features"](leaves, _pad_to(x[start:stop], size))
+            out.append((start, stop, feats))
+        return out
+
+    def _by_features(self, plan, leaves, x1, x2, n_outputs) -> jax.Array:
+        n1 = x1.shape[0]
+        n2 = n1 if x2 is None else x2.shape[0]
+        size = self._block_size(plan, max(n1, n2))
+        scale = 1 if self.trace_outputs else n_outputs
+        kernel = np.empty((n1 * scale, n2 * scale), dtype=_output_dtype(leaves))
+        contract = plan["contract"]
+        total_bytes = plan["sample_bytes"] * (n1 + (0 if x2 is None else n2))
+        cache_all = plan["method"] == "structured" or total_bytes <= _JACOBIAN_CACHE_BYTES
+        rows = self._features(plan, leaves, x1, size) if cache_all else None
+        row_blocks = _blocks(n1, size)
+        if x2 is None:
+            cols = rows
+            col_blocks = row_blocks
+        else:
+            cols = self._features(plan, leaves, x2, size) if cache_all else None
+            col_blocks = _blocks(n2, size)
+        for i, (r0, r1) in enumerate(row_blocks):
+            if cache_all:
+                fa = rows[i][2]
+            else:
+                fa = plan["features"](leaves, _pad_to(x1[r0:r1], size))
+            for j, (c0, c1) in enumerate(col_blocks):
+                if x2 is None and j < i:
+                    continue
+                if cache_all:
+                    fb = cols[j][2]
+                elif x2 is None and j == i:
+                    fb = fa
+                else:
+                    source = x1 if x2 is None else x2
+                    fb = plan["features"](leaves, _pad_to(source[c0:c1], size))
+                block = np.asarray(contract(fa, fb, trace_outputs=self.trace_outputs))
+                block = block[: (r1 - r0) * scale, : (c1 - c0) * scale]
+                kernel[r0 * scale : r1 * scale, c0 * scale : c1 * scale] = block
+                if x2 is None and j > i:
+                    kernel[c0 * scale : c1 * scale, r0 * scale : r1 * scale] = block.T
+        return jnp.asarray(kernel)
+
+    def _by_columns(self, plan, leaves, x1, x2, n_outputs) -> jax.Array:
+        n1, n2 = x1.shape[0], x2.shape[0]
+        size = self._block_size(plan, n2)
+        scale = 1 if self.trace_outputs else n_outputs
+        kernel = np.empty((n1 * scale, n2 * scale), dtype=_output_dtype(leaves))
+        for c0, c1 in _blocks(n2, size):
+            block = plan["columns"](
+                leaves,
+                x1,
+                _pad_to(x2[c0:c1], size),
+                n_outputs=n_outputs,
+                trace_outputs=self.trace_outputs,
+            )
+            kernel[:, c0 * scale : c1 * scale] = np.asarray(block)[:, : (c1 - c0) * scale]
+        return jnp.asarray(kernel)
+
+
+def ntk_fn(
+    apply_fn: Callable,
+    *,
+    trace_outputs: bool = True,
+    method: Method = "auto",
+    block_size: int | None = None,
+) -> NTKFunction:
+    """Build a reusable eNTK function ``(params, x1, x2=None) -> Θ`` for ``apply_fn``.
+
+    ``apply_fn(params, x) -> (N, O)``. Returns ``(N1, N2)`` with outputs summed
+    (``trace_outputs=True``) or the full ``(N1·O, N2·O)`` kernel, row index ``i·O + a``.
+    ``block_size`` bounds the number of samples whose features are computed and contracted at
+    once (default: as many as fit in 256 MiB of per-sample features).
+    """
+    return NTKFunction(apply_fn, trace_outputs=trace_outputs, method=method, block_size=block_size)
+
+
+def empirical_ntk(
+    apply_fn: Callable,
+    params,
+    x1,
+    x2=None,
+    *,
+    trace_outputs: bool = True,
+    method: Method = "auto",
+    block_size: int | None = None,
+) -> jax.Array:
+    """Empirical NTK ``Θ = Σ_p ∂f(x1)/∂θ_p ∂f(x2)/∂θ_p`` of ``apply_fn`` at ``params``.
+
+    One-shot form of :func:`ntk_fn`; build an :class:`NTKFunction` instead when the kernel is
+    evaluated many times, so compilation happens once. With ``x2=None`` the kernel of ``x1``
+    with itself is returned (and only its upper triangle of blocks is computed).
+    """
+    return ntk_fn(apply_fn, trace_outputs=trace_outputs, method=method, block_size=block_size)(
+        params, x1, x2
+    )
+
+
+def ntk_diagonal(
+    apply_fn: Callable,
+    params,
+    x,
+    *,
+    trace_outputs: bool = True,
+    block_size: int | None = None,
+) -> jax.Array:
+    """Diagonal of the eNTK without forming it: ``Θ_ii = Σ_a ‖∇_θ f_a(x_i)‖²`` (traced), or
+    ``Θ[(i,a),(i,a)] = ‖∇_θ f_a(x_i)‖²`` (full, length ``N·O``).
+
+    Its sum is ``Tr Θ = ‖∇_θ f‖_F²``, the same for the traced and the full kernel.
+    """
+    x, _, n_outputs = check_inputs(apply_fn, params, x)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    per_sample_bytes = n_outputs * sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
+    size = block_size or int(max(1, min(x.shape[0], _BLOCK_BUDGET_BYTES // per_sample_bytes)))
+    squared_norms = _squared_norms_fn(apply_fn, treedef)
+    parts = []
+    for start, stop in _blocks(x.shape[0], size):
+        parts.append(squared_norms(leaves, _pad_to(x[start:stop], size))[: stop - start])
+    diagonal = jnp.concatenate(parts, axis=0)  # (N, O)
+    return diagonal.sum(axis=1) if trace_outputs else diagonal.reshape(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _squared_norms_fn(apply_fn: Callable, treedef) -> Callable:
+    def sample(flat_leaves, x):
+        def single(leaves_):
+            return apply_fn(jax.tree_util.tree_unflatten(treedef, leaves_), x[None])[0]
+
+        jac = jax.jacrev(single)(flat_leaves)
+        return sum(jnp.sum(j.reshape(j.shape[0], -1) ** 2, axis=1) for j in jac)
+
+    return jax.jit(jax.vmap(sample, in_axes=(None, 0)))
+
+
+def layer_summary(apply_fn: Callable, params, x) -> list[dict]:
+    """Which parameters the structured method handles, and how (for documentation/debugging)."""
+    x1, _, n_outputs = check_inputs(apply_fn, params, x)
+    structure = _analyse(apply_fn, params, x1[:1], n_outputs)
+    names = _leaf_names(params)
+    leaves = jax.tree_util.tree_leaves(params)
+    by_leaf = {t.leaf: t for t in structure.targets.values()}
+    rows = []
+    for k, (name, leaf) in enumerate(zip(names, leaves, strict=True)):
+        target = by_leaf.get(k)
+        if target is None:
+            how = "per-sample Jacobian (fallback)"
+        elif target.kind == "gram":
+            how = f"Gram product ({target.primitive.name}, T={target.positions})"
+        else:
+            how = f"weight Jacobian by transposition ({target.primitive.name})"
+        rows.append({"parameter": name, "size": int(leaf.size), "handled_as": how})
+    return rows
