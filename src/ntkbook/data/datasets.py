@@ -90,7 +90,7 @@ def stratified_split(
 
 
 def load_dataset(name: str, *, n_train: int, n_test: int, key: jax.Array) -> Dataset:
-    """Load ``name`` (one of :data:`DATASETS`) with a stratified train/test split drawn by ``key``."""
+    """Load ``name`` (see :data:`DATASETS`) with a stratified train/test split drawn by ``key``."""
     images, labels, description = _raw(name)
     train, test = stratified_split(key, labels, n_train, n_test)
     return Dataset(
