@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from ntkbook.atomic import write_bytes_atomic
+from ntkbook.ntk.record import KernelRecorder
 
 __all__ = ["cross_entropy_loss", "mse_loss", "accuracy", "train", "TrainResult"]
 
@@ -90,8 +91,9 @@ def train(
     """Train ``params`` of ``apply_fn`` with ``optimizer`` on ``loss_fn(predictions, y)``.
 
     ``recorders`` are called as ``recorder(epoch, params)`` before each epoch's update and once
-    after the last (epoch ``epochs``). ``classification`` (default: integer labels) adds
-    accuracies to the history.
+    after the last (epoch ``epochs``); a :class:`~ntkbook.ntk.KernelRecorder` gets
+    ``final=True`` on that last call, so the final state is recorded whatever its interval.
+    ``classification`` (default: integer labels) adds accuracies to the history.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -136,8 +138,13 @@ def train(
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
     if checkpoint is not None and checkpoint.exists():
         params, opt_state, start_epoch, history = _restore(checkpoint, params, opt_state)
+        if start_epoch > epochs:
+            raise ValueError(
+                f"checkpoint {checkpoint} is at epoch {start_epoch}, past epochs={epochs}; "
+                "raise epochs or remove the checkpoint"
+            )
 
-    def log(epoch, p):
+    def log(epoch, p, final=False):
         history["epoch"].append(epoch)
         for split, data in (("train", (x, y)), ("test", test)):
             if data is None:
@@ -145,7 +152,10 @@ def train(
             for name, value in evaluate(p, *data).items():
                 history.setdefault(f"{split}_{name}", []).append(float(value))
         for recorder in recorders:
-            recorder(epoch, p)
+            if final and isinstance(recorder, KernelRecorder):
+                recorder(epoch, p, final=True)
+            else:
+                recorder(epoch, p)
 
     for epoch in range(start_epoch, epochs):
         log(epoch, params)
@@ -157,7 +167,7 @@ def train(
         if checkpoint is not None:
             _save(checkpoint, params, opt_state, epoch + 1, history)
     if not history["epoch"] or history["epoch"][-1] != epochs:
-        log(epochs, params)
+        log(epochs, params, final=True)
     return TrainResult(params=params, history=history)
 
 

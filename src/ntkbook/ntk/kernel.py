@@ -668,10 +668,15 @@ def ntk_diagonal(
 
     Its sum is ``Tr Θ = ‖∇_θ f‖_F²``, the same for the traced and the full kernel.
     """
+    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
     x, _, n_outputs = check_inputs(apply_fn, params, x)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     per_sample_bytes = n_outputs * sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
-    size = block_size or int(max(1, min(x.shape[0], _BLOCK_BUDGET_BYTES // per_sample_bytes)))
+    if block_size is not None:
+        size = min(block_size, x.shape[0])
+    else:
+        size = int(max(1, min(x.shape[0], _BLOCK_BUDGET_BYTES // per_sample_bytes)))
     squared_norms = _squared_norms_fn(apply_fn, treedef)
     parts = []
     for start, stop in _blocks(x.shape[0], size):

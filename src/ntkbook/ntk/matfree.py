@@ -98,9 +98,16 @@ def lanczos(
     orthonormal Krylov basis ``Q`` (``n × m``) with ``Qᵀ Θ Q = T``. Stops early (shorter
     outputs) when the Krylov space is exhausted (``beta`` below 1e-10 of the largest α).
     Full re-orthogonalisation (twice, classical Gram–Schmidt) keeps ``Q`` orthonormal, which
-    is what makes the Ritz values of clustered NTK spectra trustworthy.
+    is what makes the Ritz values of clustered NTK spectra trustworthy. ``matvec`` is applied
+    to vectors of shape ``(n,)``.
     """
-    alphas, betas, bases = _lanczos_batch(matvec, np.asarray(start)[:, None], num_iter)
+
+    def column_matvec(block):
+        # The batched driver passes an (n, 1) column; a vector matvec such as ``d * v`` would
+        # broadcast that to (n, n), so apply it to the vector and return a column.
+        return np.asarray(matvec(block[:, 0]))[:, None]
+
+    alphas, betas, bases = _lanczos_batch(column_matvec, np.asarray(start)[:, None], num_iter)
     return alphas[0], betas[0], bases[0]
 
 

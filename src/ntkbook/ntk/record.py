@@ -149,9 +149,10 @@ class KernelRecorder:
     def recorded_epochs(self) -> set[int]:
         return {int(r["epoch"]) for r in self.records}
 
-    def due(self, epoch: int) -> bool:
-        """Whether ``epoch`` is a recording epoch not yet in the results file."""
-        return epoch % self.every == 0 and epoch not in self.recorded_epochs
+    def due(self, epoch: int, final: bool = False) -> bool:
+        """Whether ``epoch`` is a recording epoch (every ``every``-th, or the ``final`` state)
+        not yet in the results file."""
+        return (final or epoch % self.every == 0) and epoch not in self.recorded_epochs
 
     def measure(self, params) -> dict:
         """All requested measures for ``params``, from one kernel and one eigendecomposition."""
@@ -197,9 +198,13 @@ class KernelRecorder:
                     values[key] = value
         return values
 
-    def __call__(self, epoch: int, params) -> dict | None:
-        """Record at ``epoch`` if due (before that epoch's update); return the new record."""
-        if not self.due(epoch):
+    def __call__(self, epoch: int, params, *, final: bool = False) -> dict | None:
+        """Record at ``epoch`` if due (before that epoch's update); return the new record.
+
+        ``final=True`` (passed by :func:`ntkbook.train.train` after the last epoch) records the
+        final state even when ``epoch`` is not a multiple of ``every``.
+        """
+        if not self.due(epoch, final):
             return None
         record = {"epoch": int(epoch), **self.measure(params)}
         self.records.append(record)
