@@ -217,6 +217,18 @@ def test_full_kernel_layout_is_sample_major(networks, method):
     assert abs(kernel[a * 7 + i, b * 4 + j] - entry) > 1e-6 * abs(entry)
 
 
+def assert_exact_for_all_methods(apply_fn, params, x1, x2, self_ref, cross_ref, blocks):
+    """Full self-kernel and traced cross-kernel of every exact method match the references."""
+    full_block, traced_block = blocks
+    for method in EXACT_METHODS:
+        full = empirical_ntk(
+            apply_fn, params, x1, trace_outputs=False, method=method, block_size=full_block
+        )
+        traced = empirical_ntk(apply_fn, params, x1, x2, method=method, block_size=traced_block)
+        assert relative_error(full, as_full(self_ref)) < RTOL, method
+        assert relative_error(traced, as_traced(cross_ref)) < RTOL, method
+
+
 def test_token_model_uses_gram_and_explicit_paths(networks, references):
     apply_fn, params, x1, x2 = networks("tokens")
     handled = {row["parameter"]: row["handled_as"] for row in layer_summary(apply_fn, params, x1)}
@@ -228,11 +240,7 @@ def test_token_model_uses_gram_and_explicit_paths(networks, references):
     assert "fallback" in handled["['params']['token_wide']['bias']"]
 
     self_ref, cross_ref = references("tokens")
-    for method in EXACT_METHODS:
-        full = empirical_ntk(apply_fn, params, x1, trace_outputs=False, method=method, block_size=3)
-        traced = empirical_ntk(apply_fn, params, x1, x2, method=method, block_size=3)
-        assert relative_error(full, as_full(self_ref)) < RTOL, method
-        assert relative_error(traced, as_traced(cross_ref)) < RTOL, method
+    assert_exact_for_all_methods(apply_fn, params, x1, x2, self_ref, cross_ref, (3, 3))
 
 
 def test_weight_tied_kernel_falls_back_and_stays_exact(networks, references):
@@ -258,11 +266,7 @@ def test_plain_jax_function_with_dict_params(networks, references):
     assert ntk_fn(apply_fn).method_for(params, x1) == "structured"
 
     self_ref, cross_ref = references("plain")
-    for method in EXACT_METHODS:
-        full = empirical_ntk(apply_fn, params, x1, trace_outputs=False, method=method, block_size=3)
-        traced = empirical_ntk(apply_fn, params, x1, x2, method=method, block_size=2)
-        assert relative_error(full, as_full(self_ref)) < RTOL, method
-        assert relative_error(traced, as_traced(cross_ref)) < RTOL, method
+    assert_exact_for_all_methods(apply_fn, params, x1, x2, self_ref, cross_ref, (3, 2))
 
 
 def test_batched_weight_falls_back_and_stays_exact():

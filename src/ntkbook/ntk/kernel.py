@@ -165,10 +165,6 @@ class _Structure:
     fallback_leaves: tuple[int, ...]
     n_outputs: int
 
-    @property
-    def structured_leaves(self) -> tuple[int, ...]:
-        return tuple(sorted(t.leaf for t in self.targets.values()))
-
 
 def _scan_uses(jaxpr, alias: dict, path: tuple[int, ...], uses: dict[int, list]) -> None:
     """Record every use of every parameter leaf, following transparent ops and calls."""
@@ -455,10 +451,6 @@ def _pad_to(x: jax.Array, size: int) -> jax.Array:
     if missing == 0:
         return x
     return jnp.concatenate([x, jnp.repeat(x[:1], missing, axis=0)], axis=0)
-
-
-def _slice_features(features: dict, stop: int) -> dict:
-    return jax.tree_util.tree_map(lambda a: a[:stop], features)
 
 
 class NTKFunction:
