@@ -1,0 +1,247 @@
+"""Scaling laws: power-law fits with uncertainties, and where a power law crosses a threshold.
+
+A scaling curve is a measured quantity ``y`` (test loss, a kernel measure) against a resource
+``x`` (training-set size, width, compute). :func:`fit_power_law` fits
+
+    y = a · x^(−α)            (``offset=False``)
+    y = a · x^(−α) + c        (``offset=True``, ``c`` the irreducible part)
+
+and reports every parameter with a one-sigma standard error. :func:`crossing_width` reads off
+where a fitted decaying law falls to a threshold, which is how the scaling chapter estimates the
+largest width that still learns features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.optimize import least_squares
+
+__all__ = ["PowerLawFit", "fit_power_law"]
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """A fitted ``y = prefactor · x^(−exponent) + offset`` with one-sigma standard errors.
+
+    ``exponent`` is α, positive for a decaying law. Without an offset, ``offset`` and
+    ``offset_err`` are 0. ``method`` names how the errors were obtained (see
+    :func:`fit_power_law`); ``reduced_chi2`` is ``Σ r_i² / (n − p)`` of the weighted residuals
+    in the space the fit was done in (log space without offset, linear with), NaN when
+    ``n == p``.
+    """
+
+    prefactor: float
+    exponent: float
+    offset: float
+    prefactor_err: float
+    exponent_err: float
+    offset_err: float
+    n_points: int
+    method: str
+    reduced_chi2: float
+
+    def predict(self, x: ArrayLike) -> np.ndarray:
+        """``prefactor · x^(−exponent) + offset`` at ``x > 0``."""
+        x = np.asarray(x, dtype=np.float64)
+        if np.any(~np.isfinite(x)) or np.any(x <= 0):
+            raise ValueError(f"predict needs finite x > 0, got {x}")
+        return self.prefactor * x ** (-self.exponent) + self.offset
+
+
+def _check_inputs(x, y, y_err, offset):
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"x and y must be 1-D of equal length, got shapes {x.shape}, {y.shape}")
+    for name, values in (("x", x), ("y", y)):
+        if np.any(~np.isfinite(values)):
+            raise ValueError(f"{name} contains NaN or inf: {values}")
+    if np.any(x <= 0):
+        raise ValueError(f"x must be positive for a power law x^(-alpha), got {x}")
+    if not offset and np.any(y <= 0):
+        raise ValueError(
+            f"y must be positive to fit log y = log a - alpha log x (offset=False), got {y}"
+        )
+    if y_err is not None:
+        y_err = np.asarray(y_err, dtype=np.float64)
+        if y_err.shape != y.shape:
+            raise ValueError(f"y_err has shape {y_err.shape}, expected {y.shape}")
+        if np.any(~np.isfinite(y_err)) or np.any(y_err <= 0):
+            raise ValueError(f"y_err must be finite and positive, got {y_err}")
+    n_params = 3 if offset else 2
+    if x.size < n_params:
+        raise ValueError(
+            f"{x.size} points cannot determine {n_params} parameters "
+            f"(offset={offset}); need at least {n_params}"
+        )
+    if y_err is None and x.size == n_params:
+        raise ValueError(
+            f"{x.size} points for {n_params} parameters leave no residual to estimate the "
+            "uncertainty from; pass y_err or more points"
+        )
+    if np.unique(x).size < n_params:
+        raise ValueError(f"x needs at least {n_params} distinct values, got {np.unique(x)}")
+    return x, y, y_err
+
+
+def _weighted_linear_fit(log_x, log_y, sigma):
+    """Weighted least squares for ``log y = b − α log x``; returns (b, α), covariance, chi2."""
+    design = np.stack([np.ones_like(log_x), -log_x], axis=1) / sigma[:, None]
+    target = log_y / sigma
+    solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+    residual = target - design @ solution
+    covariance = np.linalg.inv(design.T @ design)
+    return solution, covariance, float(residual @ residual)
+
+
+def _offset_residuals(theta, x, y, sigma):
+    a, alpha, c = theta
+    return (a * x ** (-alpha) + c - y) / sigma
+
+
+def _offset_jacobian(theta, x, y, sigma):
+    a, alpha, _ = theta
+    power = x ** (-alpha)
+    return np.stack([power, -a * np.log(x) * power, np.ones_like(x)], axis=1) / sigma[:, None]
+
+
+def _starts(x, y):
+    """Starting points for the offset fit, one per trial offset ``c0``.
+
+    With ``c0`` below ``min(y)`` (decaying, ``a > 0``) or above ``max(y)`` (``a < 0``) the model
+    is a straight line in log space, whose fit starts close to the basin of the optimum.
+    """
+    span = float(np.ptp(y)) or float(np.abs(y).max()) or 1.0
+    for fraction in (1e-2, 0.1, 1.0):
+        for sign in (1.0, -1.0):
+            c0 = y.min() - fraction * span if sign > 0 else y.max() + fraction * span
+            (b, alpha), _, _ = _weighted_linear_fit(
+                np.log(x), np.log(sign * (y - c0)), np.ones_like(x)
+            )
+            yield np.array([sign * np.exp(b), alpha, c0])
+
+
+def _nonlinear_fit(x, y, sigma, start=None):
+    """Least squares for ``a x^(−α) + c`` from ``start``, or the best of :func:`_starts`."""
+    best = None
+    for theta0 in [start] if start is not None else _starts(x, y):
+        result = least_squares(
+            _offset_residuals,
+            theta0,
+            jac=_offset_jacobian,
+            args=(x, y, sigma),
+            method="lm",
+            x_scale="jac",
+        )
+        if np.all(np.isfinite(result.x)) and (best is None or result.cost < best.cost):
+            best = result
+    if best is None:
+        raise ValueError("the nonlinear power-law fit with offset did not converge")
+    jac = _offset_jacobian(best.x, x, y, sigma)
+    covariance = np.linalg.pinv(jac.T @ jac)
+    return best.x, covariance, float(2.0 * best.cost)
+
+
+def _fit(x, y, sigma, offset, start=None):
+    """Point estimate (a, α, c), its covariance (unscaled) and chi2 of the weighted residuals."""
+    if offset:
+        return _nonlinear_fit(x, y, sigma, start)
+    (b, alpha), covariance_log, chi2 = _weighted_linear_fit(np.log(x), np.log(y), sigma)
+    a = np.exp(b)
+    # Delta method: a = exp(b), so ∂a/∂b = a; c is fixed at 0.
+    jac = np.array([[a, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    return np.array([a, alpha, 0.0]), jac @ covariance_log @ jac.T, chi2
+
+
+def fit_power_law(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    y_err: ArrayLike | None = None,
+    offset: bool = False,
+    key: jax.Array | None = None,
+    n_bootstrap: int = 1000,
+) -> PowerLawFit:
+    """Fit ``y = a · x^(−α)`` (``offset=False``) or ``y = a · x^(−α) + c`` (``offset=True``).
+
+    How the point estimate is found
+        ``offset=False``: weighted linear least squares of ``log y = log a − α log x``, each
+        point weighted by ``1/σ_i²`` with ``σ_i = y_err_i / y_i`` (the log-space error, first
+        order), or equal weights without ``y_err``. ``offset=True``: nonlinear least squares of
+        ``Σ_i ((a x_i^(−α) + c − y_i)/y_err_i)²`` (Levenberg–Marquardt, analytic Jacobian),
+        started from the best of several log-linear fits with a trial offset.
+
+    How the uncertainties are obtained
+        ``key=None``: from the covariance of the least-squares estimate, ``(JᵀWJ)⁻¹`` (``J``
+        the Jacobian of the model at the optimum; in log space for ``offset=False``, where it is
+        exact for the linear fit). With ``y_err`` the errors are taken as absolute one-sigma
+        errors; without, the covariance is scaled by the reduced chi-square
+        ``s² = Σ r_i²/(n − p)`` (as ``scipy.optimize.curve_fit`` does with
+        ``absolute_sigma=False``). The prefactor's error follows from ``log a`` by the delta
+        method, ``σ_a = a · σ_{log a}``.
+        ``key`` given: a wild bootstrap with ``n_bootstrap`` resamples. Each resample keeps the
+        ``x`` values and adds to the fitted curve the residuals ``r_i`` (in the fit's space)
+        multiplied by independent Rademacher signs drawn from ``key`` and by
+        ``√(n/(n − p))`` (the degrees-of-freedom correction); the fit is repeated and the
+        standard deviation over resamples is reported. It needs no Gaussian or linearity
+        assumption and copes with residuals whose size varies from point to point.
+
+    Errors are raised for ``x ≤ 0`` (and ``y ≤ 0`` where logs are taken), NaN or inf, fewer
+    points (or distinct ``x``) than parameters, and, without ``y_err``, as many points as
+    parameters (no residual left to estimate the error from).
+    """
+    x, y, y_err = _check_inputs(x, y, y_err, offset)
+    n_params = 3 if offset else 2
+    n = x.size
+    if offset:
+        sigma = y_err if y_err is not None else np.ones_like(y)
+    else:
+        sigma = y_err / y if y_err is not None else np.ones_like(y)
+    theta, covariance, chi2 = _fit(x, y, sigma, offset)
+    dof = n - n_params
+    reduced_chi2 = chi2 / dof if dof > 0 else float("nan")
+
+    if key is None:
+        if y_err is None:
+            covariance = covariance * reduced_chi2
+        errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+        method = "nonlinear least squares covariance" if offset else "log-space WLS covariance"
+        if y_err is None:
+            method += ", scaled by the reduced chi-square"
+    else:
+        if not isinstance(n_bootstrap, int) or n_bootstrap < 2:
+            raise ValueError(f"n_bootstrap must be an integer >= 2, got {n_bootstrap!r}")
+        if offset:
+            fitted = theta[0] * x ** (-theta[1]) + theta[2]
+            residual = y - fitted
+        else:
+            fitted = np.log(theta[0]) - theta[1] * np.log(x)
+            residual = np.log(y) - fitted
+        if dof > 0:
+            residual = residual * np.sqrt(n / dof)
+        signs = np.asarray(jax.random.rademacher(key, (n_bootstrap, n)), dtype=np.float64)
+        samples = np.empty((n_bootstrap, 3))
+        for b in range(n_bootstrap):
+            resampled = fitted + signs[b] * residual
+            y_b = resampled if offset else np.exp(resampled)
+            samples[b] = _fit(x, y_b, sigma, offset, start=theta)[0]
+        errors = samples.std(axis=0, ddof=1)
+        method = f"wild bootstrap ({n_bootstrap} resamples)"
+
+    if not np.all(np.isfinite(theta)) or not np.all(np.isfinite(errors)):
+        raise ValueError(f"power-law fit gave non-finite values {theta} ± {errors}")
+    return PowerLawFit(
+        prefactor=float(theta[0]),
+        exponent=float(theta[1]),
+        offset=float(theta[2]),
+        prefactor_err=float(errors[0]),
+        exponent_err=float(errors[1]),
+        offset_err=float(errors[2]) if offset else 0.0,
+        n_points=int(n),
+        method=method,
+        reduced_chi2=float(reduced_chi2),
+    )

@@ -1,0 +1,147 @@
+"""Power-law fits against scipy.optimize.curve_fit and against synthetic data of known exponent."""
+
+import jax
+import numpy as np
+import pytest
+from scipy.optimize import curve_fit
+
+from ntkbook.scaling import fit_power_law
+
+X = np.logspace(1, 4, 12)
+
+
+def _decaying(x, a, alpha, c):
+    return a * x ** (-alpha) + c
+
+
+def _noisy_power_law(seed, *, a=3.0, alpha=0.7, relative_noise=0.05):
+    rng = np.random.default_rng(seed)
+    return a * X ** (-alpha) * np.exp(relative_noise * rng.standard_normal(X.size))
+
+
+def _noisy_with_offset(seed, *, a=2.0, alpha=0.5, c=0.3, noise=0.003):
+    rng = np.random.default_rng(seed)
+    return _decaying(X, a, alpha, c) + noise * rng.standard_normal(X.size)
+
+
+def test_recovers_exponent_without_offset_within_its_uncertainty():
+    fit = fit_power_law(X, _noisy_power_law(0))
+    assert abs(fit.exponent - 0.7) < 3 * fit.exponent_err
+    assert abs(fit.exponent - 0.7) < 0.03
+    assert abs(fit.prefactor - 3.0) < 3 * fit.prefactor_err
+    assert fit.offset == 0.0 and fit.offset_err == 0.0
+    assert 0.0 < fit.exponent_err < 0.03
+
+
+def test_recovers_exponent_with_offset_within_its_uncertainty():
+    fit = fit_power_law(X, _noisy_with_offset(1), offset=True)
+    for value, truth, error in (
+        (fit.exponent, 0.5, fit.exponent_err),
+        (fit.prefactor, 2.0, fit.prefactor_err),
+        (fit.offset, 0.3, fit.offset_err),
+    ):
+        assert abs(value - truth) < 3 * error
+    assert abs(fit.exponent - 0.5) < 0.05
+    assert abs(fit.offset - 0.3) < 0.02
+
+
+def test_log_space_fit_matches_curve_fit():
+    y = _noisy_power_law(2)
+    fit = fit_power_law(X, y)
+    popt, pcov = curve_fit(lambda lx, b, alpha: b - alpha * lx, np.log(X), np.log(y))
+    assert fit.exponent == pytest.approx(popt[1], rel=1e-6)
+    assert fit.prefactor == pytest.approx(np.exp(popt[0]), rel=1e-6)
+    assert fit.exponent_err == pytest.approx(np.sqrt(pcov[1, 1]), rel=1e-5)
+    assert fit.prefactor_err == pytest.approx(np.exp(popt[0]) * np.sqrt(pcov[0, 0]), rel=1e-5)
+
+
+def test_weighted_log_space_fit_matches_curve_fit_with_absolute_sigma():
+    y = _noisy_power_law(3)
+    y_err = 0.05 * y * np.linspace(0.5, 2.0, X.size)
+    fit = fit_power_law(X, y, y_err=y_err)
+    popt, pcov = curve_fit(
+        lambda lx, b, alpha: b - alpha * lx,
+        np.log(X),
+        np.log(y),
+        sigma=y_err / y,
+        absolute_sigma=True,
+    )
+    assert fit.exponent == pytest.approx(popt[1], rel=1e-6)
+    assert fit.exponent_err == pytest.approx(np.sqrt(pcov[1, 1]), rel=1e-5)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_offset_fit_matches_curve_fit(weighted):
+    y = _noisy_with_offset(4)
+    y_err = np.full_like(y, 0.003) if weighted else None
+    fit = fit_power_law(X, y, offset=True, y_err=y_err)
+    popt, pcov = curve_fit(
+        _decaying, X, y, p0=(1.0, 0.3, 0.0), sigma=y_err, absolute_sigma=weighted, maxfev=20000
+    )
+    np.testing.assert_allclose([fit.prefactor, fit.exponent, fit.offset], popt, rtol=1e-4)
+    np.testing.assert_allclose(
+        [fit.prefactor_err, fit.exponent_err, fit.offset_err], np.sqrt(np.diag(pcov)), rtol=1e-3
+    )
+
+
+@pytest.mark.parametrize("offset", [False, True])
+def test_stated_uncertainty_is_calibrated(offset):
+    """Over many noisy data sets the truth lies within one standard error about 68% of the time."""
+    hits = []
+    for seed in range(150):
+        y = _noisy_with_offset(seed) if offset else _noisy_power_law(seed)
+        truth = 0.5 if offset else 0.7
+        fit = fit_power_law(X, y, offset=offset)
+        hits.append(abs(fit.exponent - truth) < fit.exponent_err)
+    assert 0.58 < np.mean(hits) < 0.78
+
+
+@pytest.mark.parametrize("offset", [False, True])
+def test_bootstrap_errors_agree_with_covariance_and_follow_the_key(offset):
+    y = _noisy_with_offset(5) if offset else _noisy_power_law(5)
+    covariance = fit_power_law(X, y, offset=offset)
+    boot = fit_power_law(X, y, offset=offset, key=jax.random.key(0), n_bootstrap=400)
+    again = fit_power_law(X, y, offset=offset, key=jax.random.key(0), n_bootstrap=400)
+    other = fit_power_law(X, y, offset=offset, key=jax.random.key(1), n_bootstrap=400)
+    assert boot.exponent == covariance.exponent
+    assert 0.5 < boot.exponent_err / covariance.exponent_err < 1.5
+    assert boot.exponent_err == again.exponent_err
+    assert boot.exponent_err != other.exponent_err
+    assert "bootstrap" in boot.method
+
+
+def test_predict_evaluates_the_law():
+    fit = fit_power_law(X, _noisy_with_offset(6), offset=True)
+    np.testing.assert_allclose(
+        fit.predict([10.0, 100.0]),
+        fit.prefactor * np.array([10.0, 100.0]) ** (-fit.exponent) + fit.offset,
+    )
+    with pytest.raises(ValueError, match="x > 0"):
+        fit.predict([0.0])
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "kwargs", "match"),
+    [
+        ([1.0, -2.0, 3.0], [1.0, 0.5, 0.3], {}, "x must be positive"),
+        ([1.0, 2.0, 3.0], [1.0, 0.0, 0.3], {}, "y must be positive"),
+        ([1.0, 2.0, 3.0], [1.0, np.nan, 0.3], {}, "NaN"),
+        ([1.0, np.inf, 3.0], [1.0, 0.5, 0.3], {}, "NaN"),
+        ([1.0], [1.0], {}, "cannot determine 2 parameters"),
+        ([1.0, 2.0], [1.0, 0.5], {"offset": True}, "cannot determine 3 parameters"),
+        ([1.0, 2.0], [1.0, 0.5], {}, "no residual"),
+        ([1.0, 1.0, 1.0], [1.0, 0.5, 0.3], {}, "distinct"),
+        ([1.0, 2.0, 3.0], [1.0, 0.5], {}, "equal length"),
+        ([1.0, 2.0, 3.0], [1.0, 0.5, 0.3], {"y_err": [0.1, 0.0, 0.1]}, "y_err"),
+        ([1.0, 2.0, 3.0], [1.0, 0.5, 0.3], {"key": jax.random.key(0), "n_bootstrap": 1}, "n_boot"),
+    ],
+)
+def test_bad_input_raises_clear_errors(x, y, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit_power_law(x, y, **kwargs)
+
+
+def test_offset_fit_accepts_non_positive_y():
+    y = _noisy_with_offset(7, c=-0.2)
+    fit = fit_power_law(X, y, offset=True)
+    assert abs(fit.offset + 0.2) < 3 * fit.offset_err
