@@ -1,0 +1,193 @@
+"""Next-pixel prediction: images as sequences of pixels, one training example per pixel.
+
+The vision task of the Spectral Reach paper is autoregressive next-pixel prediction. Here an
+image of ``H × W`` grey values in ``[0, 1]`` is read in raster order (row by row, left to right)
+as a sequence ``v_0, …, v_{T−1}`` with ``T = H·W``. Pixel ``t`` gives one example:
+
+- **context**: the previous ``k`` pixels ``(v_{t−k}, …, v_{t−1})``, oldest first, with the
+  positions before the start of the image filled with zeros (the background value of MNIST);
+- **position** (optional, on by default): the pixel's row and column scaled to ``[0, 1]``,
+  ``(r/(H−1), c/(W−1))``, so that a model that only sees a short window still knows where in the
+  image it is;
+- **target**: the pixel's own value ``v_t`` — either the grey value itself (regression, ``levels
+  = None``) or its quantised class ``q_t = min(⌊levels·v_t⌋, levels − 1)`` (``levels`` equal-width
+  bins of ``[0, 1]``, the last one closed), to be predicted with a softmax over ``levels`` classes
+  as a language model predicts its next token.
+
+One **token** is one predicted pixel, so an image contributes ``T`` tokens and an epoch over
+``n`` images processes ``n·T`` tokens. Training compute is counted as in Kaplan et al. (2020),
+``C ≈ 6·N·D`` FLOPs for ``N`` parameters and ``D`` tokens: a forward pass costs about ``2N``
+FLOPs per token (one multiply and one add per weight) and the backward pass about twice that.
+:func:`compiled_flops` gives the count that XLA's cost model assigns to a compiled function, to
+check the rule against the model's own arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+__all__ = [
+    "NextPixelData",
+    "next_pixel_examples",
+    "pool_images",
+    "quantise",
+    "training_flops",
+    "compiled_flops",
+]
+
+
+@dataclass(frozen=True)
+class NextPixelData:
+    """Next-pixel examples of a set of images (one row per predicted pixel).
+
+    ``x``: ``(n·T, context [+ 2])`` float32, the context window then (optionally) the scaled row
+    and column. ``y``: ``(n·T,)`` int32 classes when ``levels`` is set, else ``(n·T, 1)``
+    float32 grey values. ``image_index`` and ``pixel_index`` say which image and which raster
+    position each row predicts.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    image_index: np.ndarray
+    pixel_index: np.ndarray
+    context: int
+    levels: int | None
+    positions: bool
+    image_shape: tuple[int, int]
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of predicted pixels (tokens), ``n·H·W``."""
+        return int(self.x.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """Input features per example, ``context`` plus 2 with positions."""
+        return int(self.x.shape[1])
+
+
+def _check_images(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W), got {images.shape}")
+    if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+        raise ValueError(f"images is empty: shape {images.shape}")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"images must be floats in [0, 1], got dtype {images.dtype}")
+    if not np.all(np.isfinite(images)):
+        raise ValueError("images contain NaN or inf")
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"image values must lie in [0, 1], got range [{low}, {high}]")
+    return images.astype(np.float32, copy=False)
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def pool_images(images, factor: int) -> np.ndarray:
+    """Average-pool ``(N, H, W)`` images over ``factor × factor`` blocks (``H``, ``W`` divisible).
+
+    ``factor = 2`` turns 28×28 MNIST digits into 14×14, a quarter of the tokens per image.
+    """
+    images = _check_images(images)
+    factor = _check_positive_int("factor", factor)
+    n, height, width = images.shape
+    if height % factor or width % factor:
+        raise ValueError(f"image size {height}×{width} is not divisible by factor {factor}")
+    blocks = images.reshape(n, height // factor, factor, width // factor, factor)
+    return blocks.mean(axis=(2, 4))
+
+
+def quantise(values, levels: int) -> np.ndarray:
+    """Class of each grey value in ``[0, 1]``: ``min(⌊levels·v⌋, levels − 1)`` (int32).
+
+    The bins are ``[k/levels, (k+1)/levels)`` with the last one closed, so ``v = 1`` is class
+    ``levels − 1``. Values outside ``[0, 1]`` or NaN are an error.
+    """
+    levels = _check_positive_int("levels", levels)
+    if levels < 2:
+        raise ValueError(f"levels must be at least 2, got {levels}")
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values contain NaN or inf")
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(f"values must lie in [0, 1], got range [{values.min()}, {values.max()}]")
+    return np.minimum(np.floor(values * levels), levels - 1).astype(np.int32)
+
+
+def next_pixel_examples(
+    images, *, context: int, levels: int | None = None, positions: bool = True
+) -> NextPixelData:
+    """Every pixel of every image as a (context → next pixel) example (see the module docstring).
+
+    ``images``: ``(N, H, W)`` floats in ``[0, 1]``. ``context``: how many previous pixels in
+    raster order the model sees (zero-padded before the first pixel). ``levels``: quantise the
+    target into this many classes, or ``None`` for the grey value itself. Rows are ordered image
+    by image, pixel by pixel.
+    """
+    images = _check_images(images)
+    context = _check_positive_int("context", context)
+    if levels is not None:
+        levels = _check_positive_int("levels", levels)
+    if not isinstance(positions, bool):
+        raise ValueError(f"positions must be True or False, got {positions!r}")
+    n, height, width = images.shape
+    n_pixels = height * width
+    sequences = images.reshape(n, n_pixels)
+    padded = np.concatenate([np.zeros((n, context), np.float32), sequences], axis=1)
+    # Window t of the padded sequence is (v_{t-k}, ..., v_{t-1}): the context of pixel t.
+    windows = np.lib.stride_tricks.sliding_window_view(padded, context, axis=1)[:, :n_pixels]
+    features = [windows.reshape(n * n_pixels, context)]
+    pixel = np.tile(np.arange(n_pixels), n)
+    if positions:
+        row, column = np.divmod(pixel, width)
+        features.append((row / max(height - 1, 1)).astype(np.float32)[:, None])
+        features.append((column / max(width - 1, 1)).astype(np.float32)[:, None])
+    targets = sequences.reshape(-1)
+    y = quantise(targets, levels) if levels is not None else targets[:, None].copy()
+    return NextPixelData(
+        x=np.ascontiguousarray(np.concatenate(features, axis=1), dtype=np.float32),
+        y=y,
+        image_index=np.repeat(np.arange(n), n_pixels),
+        pixel_index=pixel,
+        context=context,
+        levels=levels,
+        positions=positions,
+        image_shape=(height, width),
+    )
+
+
+def training_flops(n_parameters: int, n_tokens) -> np.ndarray | float:
+    """Training compute ``C = 6·N·D`` FLOPs for ``N`` parameters and ``D`` tokens (Kaplan et al.).
+
+    ``n_tokens`` may be an array (e.g. tokens seen after each epoch); zero tokens is zero compute.
+    """
+    n_parameters = _check_positive_int("n_parameters", n_parameters)
+    tokens = np.asarray(n_tokens, dtype=np.float64)
+    if not np.all(np.isfinite(tokens)) or np.any(tokens < 0):
+        raise ValueError(f"n_tokens must be finite and non-negative, got {n_tokens!r}")
+    flops = 6.0 * n_parameters * tokens
+    return float(flops) if flops.ndim == 0 else flops
+
+
+def compiled_flops(fn: Callable, *args) -> float:
+    """FLOPs of one call ``fn(*args)`` as counted by XLA's cost model after compilation.
+
+    A matrix product ``(m, k) @ (k, n)`` counts ``2·m·k·n``. Divide the count for one gradient
+    step on a batch by the batch size to compare a model's own training cost per token with
+    ``6·N``. Raises if the backend reports no count.
+    """
+    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else None
+    if not analysis or "flops" not in analysis:
+        raise ValueError(f"the {jax.default_backend()} backend reports no FLOP count for {fn}")
+    return float(analysis["flops"])
