@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from ntkbook.scaling import fit_power_law
+from ntkbook.scaling import fit_power_law, threshold_crossing
 
 X = np.logspace(1, 4, 12)
 
@@ -145,3 +145,29 @@ def test_offset_fit_accepts_non_positive_y():
     y = _noisy_with_offset(7, c=-0.2)
     fit = fit_power_law(X, y, offset=True)
     assert abs(fit.offset + 0.2) < 3 * fit.offset_err
+
+
+def test_threshold_crossing_solves_the_law_and_its_error_matches_the_spread():
+    exact = fit_power_law(X, 3.0 * X ** (-0.7) * np.exp(1e-9 * np.sin(X)))
+    crossing = threshold_crossing(exact, 0.01, x_range=(X.min(), X.max()))
+    assert crossing.value == pytest.approx((3.0 / 0.01) ** (1 / 0.7), rel=1e-6)
+    assert not crossing.extrapolated
+    assert threshold_crossing(exact, 1e-4, x_range=(X.min(), X.max())).extrapolated
+
+    log_values, log_errors = [], []
+    for seed in range(300):
+        result = threshold_crossing(fit_power_law(X, _noisy_power_law(seed)), 0.01)
+        log_values.append(np.log(result.value))
+        log_errors.append(result.log_err)
+        assert result.low < result.value < result.high
+    # The delta-method error predicts the seed-to-seed spread of ln x*.
+    assert np.std(log_values) / np.mean(log_errors) == pytest.approx(1.0, abs=0.15)
+
+
+def test_threshold_crossing_rejects_offsets_and_growing_laws():
+    with pytest.raises(ValueError, match="without offset"):
+        threshold_crossing(fit_power_law(X, _noisy_with_offset(0), offset=True), 0.5)
+    with pytest.raises(ValueError, match="does not decay"):
+        threshold_crossing(fit_power_law(X, X**0.5), 0.5)
+    with pytest.raises(ValueError, match="threshold"):
+        threshold_crossing(fit_power_law(X, _noisy_power_law(0)), -1.0)

@@ -6,9 +6,9 @@ A scaling curve is a measured quantity ``y`` (test loss, a kernel measure) again
     y = a · x^(−α)            (``offset=False``)
     y = a · x^(−α) + c        (``offset=True``, ``c`` the irreducible part)
 
-and reports every parameter with a one-sigma standard error. :func:`crossing_width` reads off
-where a fitted decaying law falls to a threshold, which is how the scaling chapter estimates the
-largest width that still learns features.
+and reports every parameter with a one-sigma standard error. :func:`threshold_crossing` reads
+off where a fitted decaying law falls to a threshold, which is how the scaling chapter estimates
+the largest width that still learns features.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import least_squares
 
-__all__ = ["PowerLawFit", "fit_power_law"]
+__all__ = ["PowerLawFit", "fit_power_law", "ThresholdCrossing", "threshold_crossing"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,10 @@ class PowerLawFit:
 
     ``exponent`` is α, positive for a decaying law. Without an offset, ``offset`` and
     ``offset_err`` are 0. ``method`` names how the errors were obtained (see
-    :func:`fit_power_law`); ``reduced_chi2`` is ``Σ r_i² / (n − p)`` of the weighted residuals
-    in the space the fit was done in (log space without offset, linear with), NaN when
-    ``n == p``.
+    :func:`fit_power_law`); ``covariance`` is the 3×3 covariance of (prefactor, exponent,
+    offset) whose diagonal gives the squared errors; ``reduced_chi2`` is ``Σ r_i²/(n − p)`` of
+    the weighted residuals in the space the fit was done in (log space without offset, linear
+    with), NaN when ``n == p``.
     """
 
     prefactor: float
@@ -43,6 +44,7 @@ class PowerLawFit:
     n_points: int
     method: str
     reduced_chi2: float
+    covariance: tuple[tuple[float, ...], ...]
 
     def predict(self, x: ArrayLike) -> np.ndarray:
         """``prefactor · x^(−exponent) + offset`` at ``x > 0``."""
@@ -229,7 +231,8 @@ def fit_power_law(
             resampled = fitted + signs[b] * residual
             y_b = resampled if offset else np.exp(resampled)
             samples[b] = _fit(x, y_b, sigma, offset, start=theta)[0]
-        errors = samples.std(axis=0, ddof=1)
+        covariance = np.cov(samples, rowvar=False, ddof=1)
+        errors = np.sqrt(np.diag(covariance))
         method = f"wild bootstrap ({n_bootstrap} resamples)"
 
     if not np.all(np.isfinite(theta)) or not np.all(np.isfinite(errors)):
@@ -244,4 +247,63 @@ def fit_power_law(
         n_points=int(n),
         method=method,
         reduced_chi2=float(reduced_chi2),
+        covariance=tuple(tuple(float(v) for v in row) for row in covariance),
+    )
+
+
+@dataclass(frozen=True)
+class ThresholdCrossing:
+    """Where a fitted decaying power law falls to ``threshold``, with a one-sigma interval.
+
+    ``log_err`` is the standard error of ``ln x*``; ``low, high = x* · exp(∓log_err)`` is the
+    resulting (asymmetric) one-sigma interval. ``extrapolated`` is true when ``x*`` lies outside
+    the range of ``x`` that was fitted.
+    """
+
+    value: float
+    log_err: float
+    low: float
+    high: float
+    threshold: float
+    extrapolated: bool
+
+
+def threshold_crossing(
+    fit: PowerLawFit, threshold: float, *, x_range: tuple[float, float] | None = None
+) -> ThresholdCrossing:
+    """Solve ``a · x*^(−α) = threshold`` for a fit without offset: ``x* = (a/threshold)^(1/α)``.
+
+    The error of ``ln x* = (ln a − ln threshold)/α`` follows from the fit's covariance by the
+    delta method, with gradient ``(1/(α a), −ln x*/α)`` with respect to ``(a, α)``:
+    ``σ²_{ln x*} = g ᵀ Σ_{(a, α)} g``. ``x_range`` (the measured ``x`` span) marks the result as
+    extrapolated when ``x*`` falls outside it.
+
+    The scaling chapter applies it to the relative kernel change against width: the largest
+    width at which training still moves the kernel by at least ``threshold`` (e.g. 10%) is its
+    estimate of the maximum width that supports feature learning.
+    """
+    if fit.offset != 0.0 or fit.offset_err != 0.0:
+        raise ValueError("threshold_crossing needs a fit without offset (offset=False)")
+    if not np.isfinite(threshold) or threshold <= 0:
+        raise ValueError(f"threshold must be positive and finite, got {threshold!r}")
+    a, alpha = fit.prefactor, fit.exponent
+    if a <= 0 or alpha <= 0:
+        raise ValueError(
+            f"the fitted law {a:.3g}·x^(-{alpha:.3g}) does not decay, so it has no crossing"
+        )
+    log_value = (np.log(a) - np.log(threshold)) / alpha
+    gradient = np.array([1.0 / (alpha * a), -log_value / alpha])
+    covariance = np.asarray(fit.covariance)[:2, :2]
+    log_err = float(np.sqrt(max(gradient @ covariance @ gradient, 0.0)))
+    value = float(np.exp(log_value))
+    extrapolated = False
+    if x_range is not None:
+        extrapolated = not (min(x_range) <= value <= max(x_range))
+    return ThresholdCrossing(
+        value=value,
+        log_err=log_err,
+        low=value * float(np.exp(-log_err)),
+        high=value * float(np.exp(log_err)),
+        threshold=float(threshold),
+        extrapolated=extrapolated,
     )
