@@ -1,0 +1,414 @@
+"""Tasks, observables, rewards and the multi-agent environment built on :mod:`.physics`.
+
+A task is a pair of plain functions of the colloids' state at the previous decision and now,
+as in SwarmRL (an observable and a task computing the reward); registering a new pair under a
+name makes it available to the environment, PPO and the chapters:
+
+    observe(previous, now, config) -> (n_agents, observation_size)
+    reward(previous, now, config)  -> (n_agents,)
+
+**Chemotaxis** (the task of Tovey, Lohrmann & Holm 2024). A source sits at the centre of a
+periodic box of side ``L``; the concentration is ``c(r) = L/r`` with ``r`` the distance to the
+source (µm; no time decay, SwarmRL's box-scaled ``1/r``). Each agent observes the scaled change
+of its concentration since its last decision, ``o = 10 [c(t) − c(t−Δt_d)]``, and is rewarded for
+the same change *caused by its action*, ``R = clip(10 [c(t+Δt_d) − c(t)], 0, ∞)`` (the reward
+of the action taken at ``t`` is computed after the physics has run, not one decision early).
+
+**Actions**: ``translate`` (swim at ``v = speed_body_lengths · 2R`` µm/s along the director),
+``rotate_clockwise`` / ``rotate_counterclockwise`` (turn in place at ``ω`` = turn rate, default
+600°/s, i.e. 60° per 0.1 s decision) and ``do_nothing`` (passive). Between decisions the physics
+runs ``decision_interval/integrator_step`` integrator steps with the action held fixed.
+
+**Environment** (gymnax-shaped pure functions): :func:`reset` and :func:`env_step` take an
+explicit key, a static :class:`EnvConfig` and a :class:`Swimmer` pytree of physical parameters
+(radius, temperature, shape, speed, viscosity) over which everything can be ``vmap``-ed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ntkbook.swarm import physics as ph
+
+__all__ = [
+    "ACTIONS",
+    "TASKS",
+    "Task",
+    "Swimmer",
+    "swimmer",
+    "EnvConfig",
+    "EnvState",
+    "StepOutput",
+    "Trajectory",
+    "register_task",
+    "get_task",
+    "physics_of",
+    "swim_speed",
+    "source_position",
+    "distance_to_source",
+    "concentration",
+    "concentration_change",
+    "chemotaxis_reward",
+    "reset",
+    "env_step",
+    "rollout",
+    "random_policy",
+    "classical_chemotaxis_policy",
+]
+
+ACTIONS = ("translate", "rotate_clockwise", "rotate_counterclockwise", "do_nothing")
+
+
+@struct.dataclass
+class Swimmer:
+    """Physical parameters of the agents; every field may be an array to ``vmap`` over.
+
+    Attributes:
+        radius_um: radius ``R`` of the sphere of equal volume, µm.
+        temperature_K: temperature, K.
+        aspect_ratio: ``a_∥/a_⊥`` (1 sphere, > 1 prolate, < 1 oblate).
+        speed_body_lengths: swim speed in body lengths (``2R``) per second.
+        viscosity: dynamic viscosity of the solvent, Pa·s.
+    """
+
+    radius_um: jax.Array
+    temperature_K: jax.Array
+    aspect_ratio: jax.Array
+    speed_body_lengths: jax.Array
+    viscosity: jax.Array
+
+
+def swimmer(
+    radius_um=1.0,
+    speed_body_lengths=2.0,
+    temperature_K=300.0,
+    shape: str | Sequence[str] = "sphere",
+    aspect_ratio=None,
+    viscosity=ph.WATER_VISCOSITY,
+) -> Swimmer:
+    """A validated :class:`Swimmer`; array arguments (broadcast together) give a batch.
+
+    ``shape`` is ``"sphere"``, ``"prolate"`` or ``"oblate"`` (or a sequence of them, one per
+    batch element); the aspect ratio defaults to 1, 3 and 1/3 respectively.
+
+    Raises:
+        ValueError: non-positive radius or viscosity, negative temperature or speed, NaN,
+            unknown shape or an aspect ratio that contradicts it.
+    """
+    ph._check_physical(radius_um, temperature_K, viscosity)
+    speed = np.asarray(speed_body_lengths, np.float64)
+    if not np.all(np.isfinite(speed)) or np.any(speed < 0):
+        raise ValueError(f"speed_body_lengths must be finite and >= 0, got {speed_body_lengths!r}")
+    if isinstance(shape, str):
+        p = ph.aspect_ratio_of(shape, aspect_ratio)
+    else:
+        ratios = (
+            [None] * len(shape)
+            if aspect_ratio is None
+            else list(np.broadcast_to(aspect_ratio, (len(shape),)))
+        )
+        p = np.array([ph.aspect_ratio_of(s, a) for s, a in zip(shape, ratios, strict=True)])
+    arrays = np.broadcast_arrays(
+        np.asarray(radius_um, np.float64),
+        np.asarray(temperature_K, np.float64),
+        np.asarray(p, np.float64),
+        speed,
+        np.asarray(viscosity, np.float64),
+    )
+    return Swimmer(*(jnp.asarray(a, jnp.float32) for a in arrays))
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """Static settings of the environment (hashable; part of what ``jit`` compiles for).
+
+    Attributes:
+        task: a name in :data:`TASKS`.
+        n_agents: colloids per environment, all sharing one policy.
+        decision_interval: time between decisions, s.
+        integrator_step: integrator step, s (must divide ``decision_interval``).
+        episode_length: decisions per episode (the time limit; a truncation, not a terminal).
+        box_length: side of the box, µm.
+        start_radius: agents start uniformly in a disc of this radius around the source, µm.
+        turn_rate_deg: angular speed of the rotate actions, degrees per second.
+        observable_scale: ``o = observable_scale · Δc``.
+        reward_scale: ``R = clip(reward_scale · Δc, 0, ∞)``.
+        boundary: ``"periodic"`` or ``"walls"``.
+        interactions: WCA repulsion between colloids (ε = k_B T, σ = 2R).
+    """
+
+    task: str = "chemotaxis"
+    n_agents: int = 10
+    decision_interval: float = 0.1
+    integrator_step: float = 1e-3
+    episode_length: int = 20
+    box_length: float = 1000.0
+    start_radius: float = 100.0
+    turn_rate_deg: float = 600.0
+    observable_scale: float = 10.0
+    reward_scale: float = 10.0
+    boundary: str = "periodic"
+    interactions: bool = False
+
+    def __post_init__(self):
+        get_task(self.task)
+        for name in ("decision_interval", "integrator_step", "box_length", "start_radius"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("n_agents", "episode_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        ratio = self.decision_interval / self.integrator_step
+        if abs(ratio - round(ratio)) > 1e-6 * ratio:
+            raise ValueError(
+                f"integrator_step {self.integrator_step} must divide decision_interval "
+                f"{self.decision_interval}"
+            )
+        if self.start_radius >= self.box_length / 2:
+            raise ValueError(
+                f"start_radius {self.start_radius} must be below half the box {self.box_length}"
+            )
+        if self.boundary not in ph.BOUNDARIES:
+            raise ValueError(
+                f"unknown boundary {self.boundary!r}; choose one of {', '.join(ph.BOUNDARIES)}"
+            )
+
+    @property
+    def n_substeps(self) -> int:
+        """Integrator steps per decision."""
+        return int(round(self.decision_interval / self.integrator_step))
+
+
+class Task(NamedTuple):
+    """A task: observable and reward as plain functions of (previous, now, config)."""
+
+    observe: Callable[[ph.Swimmers, ph.Swimmers, EnvConfig], jax.Array]
+    reward: Callable[[ph.Swimmers, ph.Swimmers, EnvConfig], jax.Array]
+    observation_size: int
+
+
+def source_position(config: EnvConfig) -> jax.Array:
+    """The source at the centre of the box, µm."""
+    return jnp.full((2,), config.box_length / 2, jnp.float32)
+
+
+def distance_to_source(positions: jax.Array, config: EnvConfig) -> jax.Array:
+    """Distance (µm) from each position (..., 2) to the source, minimum image if periodic."""
+    d = positions - source_position(config)
+    if config.boundary == "periodic":
+        d = d - config.box_length * jnp.round(d / config.box_length)
+    return jnp.sqrt(jnp.sum(d**2, axis=-1))
+
+
+def concentration(positions: jax.Array, config: EnvConfig) -> jax.Array:
+    """``c = L/r``: the box-scaled ``1/r`` field of the source (dimensionless)."""
+    return config.box_length / distance_to_source(positions, config)
+
+
+def concentration_change(previous: ph.Swimmers, now: ph.Swimmers, config: EnvConfig) -> jax.Array:
+    """Observable ``o = observable_scale · [c(now) − c(previous)]``, shape (n_agents, 1)."""
+    delta = concentration(now.positions, config) - concentration(previous.positions, config)
+    return (config.observable_scale * delta)[:, None]
+
+
+def chemotaxis_reward(previous: ph.Swimmers, now: ph.Swimmers, config: EnvConfig) -> jax.Array:
+    """Reward ``R = clip(reward_scale · [c(now) − c(previous)], 0, ∞)``, shape (n_agents,)."""
+    delta = concentration(now.positions, config) - concentration(previous.positions, config)
+    return jnp.maximum(config.reward_scale * delta, 0.0)
+
+
+TASKS: dict[str, Task] = {
+    "chemotaxis": Task(concentration_change, chemotaxis_reward, observation_size=1),
+}
+
+
+def register_task(name: str, task: Task) -> None:
+    """Make ``task`` available as ``EnvConfig(task=name)``; an existing name is an error."""
+    if name in TASKS:
+        raise ValueError(f"a task named {name!r} is already registered")
+    TASKS[name] = task
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name``.
+
+    Raises:
+        ValueError: unknown task, listing the known ones.
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
+
+
+def swim_speed(params: Swimmer) -> jax.Array:
+    """Swim speed ``v = speed_body_lengths · 2R`` in µm/s."""
+    return params.speed_body_lengths * 2.0 * params.radius_um
+
+
+def physics_of(params: Swimmer, config: EnvConfig) -> ph.Physics:
+    """The :class:`~ntkbook.swarm.physics.Physics` of ``params`` in the box of ``config``."""
+    return ph.make_physics(
+        radius_um=params.radius_um,
+        temperature_K=params.temperature_K,
+        viscosity=params.viscosity,
+        aspect_ratio=params.aspect_ratio,
+        box_length=config.box_length,
+        boundary=config.boundary,
+        interactions=config.interactions,
+    )
+
+
+@struct.dataclass
+class EnvState:
+    """Colloids now, at the previous decision, and the decision index within the episode."""
+
+    swimmers: ph.Swimmers
+    previous: ph.Swimmers
+    time: jax.Array
+
+
+class StepOutput(NamedTuple):
+    """What :func:`env_step` returns besides the new state.
+
+    ``observation`` is the first observation of the next episode when ``truncated``;
+    ``final_observation`` is always the observation the action led to (use it to bootstrap the
+    value at a time limit).
+    """
+
+    observation: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_observation: jax.Array
+
+
+def reset(key: jax.Array, config: EnvConfig, params: Swimmer) -> tuple[EnvState, jax.Array]:
+    """A new episode: agents uniform in the start disc; first observation (no change yet) is 0."""
+    del params  # the start does not depend on the swimmer; kept for a uniform signature
+    swimmers = ph.init_swimmers(key, config.n_agents, source_position(config), config.start_radius)
+    state = EnvState(swimmers, swimmers, jnp.zeros((), jnp.int32))
+    return state, get_task(config.task).observe(swimmers, swimmers, config)
+
+
+def _physics_of_actions(actions: jax.Array, params: Swimmer, config: EnvConfig):
+    v = swim_speed(params)
+    omega = jnp.deg2rad(config.turn_rate_deg)
+    speed = jnp.where(actions == 0, v, 0.0)
+    angular = jnp.where(actions == 1, -omega, jnp.where(actions == 2, omega, 0.0))
+    return speed, angular
+
+
+def env_step(
+    key: jax.Array, state: EnvState, actions: jax.Array, config: EnvConfig, params: Swimmer
+) -> tuple[EnvState, StepOutput]:
+    """Hold ``actions`` (n_agents,) for one decision interval, then observe and reward.
+
+    At the time limit the episode is truncated and reset automatically (the returned
+    observation starts the next episode; ``final_observation`` is the true next one).
+    """
+    task = get_task(config.task)
+    k_physics, k_reset = jax.random.split(key)
+    speed, angular = _physics_of_actions(actions, params, config)
+    now = ph.advance(
+        state.swimmers,
+        k_physics,
+        speed,
+        angular,
+        physics_of(params, config),
+        config.integrator_step,
+        config.n_substeps,
+    )
+    observation = task.observe(state.swimmers, now, config)
+    reward = task.reward(state.swimmers, now, config)
+    time = state.time + 1
+    truncated = time >= config.episode_length
+    fresh_state, fresh_observation = reset(k_reset, config, params)
+    next_state = jax.tree_util.tree_map(
+        lambda a, b: jnp.where(truncated, a, b), fresh_state, EnvState(now, state.swimmers, time)
+    )
+    n = config.n_agents
+    return next_state, StepOutput(
+        observation=jnp.where(truncated, fresh_observation, observation),
+        reward=reward,
+        terminated=jnp.zeros((n,), bool),
+        truncated=jnp.broadcast_to(truncated, (n,)),
+        final_observation=observation,
+    )
+
+
+class Trajectory(NamedTuple):
+    """A deployment: ``positions`` (T+1, n, 2) µm, ``orientations`` (T+1, n) rad,
+    ``observations`` (T, n, obs) seen before each action, ``actions`` (T, n), ``rewards`` (T, n)."""
+
+    positions: jax.Array
+    orientations: jax.Array
+    observations: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+
+
+def rollout(
+    key: jax.Array,
+    policy: Callable[[jax.Array, jax.Array], jax.Array],
+    config: EnvConfig,
+    params: Swimmer,
+    n_decisions: int,
+) -> Trajectory:
+    """Deploy ``policy(key, observations) -> actions`` for ``n_decisions`` without resets.
+
+    Jittable with ``policy`` and ``n_decisions`` static (``jax.jit(rollout, static_argnums=(1,
+    2, 4))``); ``vmap`` over ``key`` or ``params`` gives many deployments at once.
+    """
+    task = get_task(config.task)
+    physics = physics_of(params, config)
+    k_reset, k_run = jax.random.split(key)
+    state, observation = reset(k_reset, config, params)
+
+    def body(carry, k):
+        swimmers, obs = carry
+        k_policy, k_physics = jax.random.split(k)
+        actions = policy(k_policy, obs)
+        speed, angular = _physics_of_actions(actions, params, config)
+        now = ph.advance(
+            swimmers, k_physics, speed, angular, physics, config.integrator_step, config.n_substeps
+        )
+        out = (now.positions, now.orientations, obs, actions, task.reward(swimmers, now, config))
+        return (now, task.observe(swimmers, now, config)), out
+
+    _, (positions, orientations, observations, actions, rewards) = jax.lax.scan(
+        body, (state.swimmers, observation), jax.random.split(k_run, n_decisions)
+    )
+    start = state.swimmers
+    return Trajectory(
+        positions=jnp.concatenate([start.positions[None], positions]),
+        orientations=jnp.concatenate([start.orientations[None], orientations]),
+        observations=observations,
+        actions=actions,
+        rewards=rewards,
+    )
+
+
+def random_policy(key: jax.Array, observations: jax.Array) -> jax.Array:
+    """Each agent picks one of the four actions uniformly at random."""
+    return jax.random.randint(key, observations.shape[:1], 0, len(ACTIONS))
+
+
+def classical_chemotaxis_policy(key: jax.Array, observations: jax.Array) -> jax.Array:
+    """A hand-written controller: swim while the concentration did not fall, else turn.
+
+    ``translate`` if ``o ≥ 0``, otherwise ``rotate_counterclockwise`` (a 60° tumble at the
+    default turn rate); deterministic, ``key`` unused.
+    """
+    del key
+    return jnp.where(observations[:, 0] >= 0.0, 0, 2).astype(jnp.int32)
