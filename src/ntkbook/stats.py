@@ -1,0 +1,234 @@
+"""Statistics for the chapters: correlations with uncertainty, means with standard errors.
+
+Correlations come with a confidence interval, either from the Fisher z-transform (closed form)
+or from a percentile bootstrap over samples (resampling drawn with an explicit ``jax.random``
+key). Means over seeds come with their standard error ``s/√n``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import jax
+import numpy as np
+from scipy import stats as _scipy_stats
+
+__all__ = [
+    "Correlation",
+    "pearson",
+    "spearman",
+    "correlation",
+    "MeanError",
+    "mean_standard_error",
+    "paired_difference",
+]
+
+Interval = Literal["fisher", "bootstrap"]
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A correlation coefficient with its ``confidence`` interval ``[low, high]``.
+
+    ``p_value`` is two-sided for the null hypothesis of no correlation (t-test with ``n − 2``
+    degrees of freedom, as scipy's ``spearmanr`` and, in closed form, ``pearsonr`` use).
+    ``standard_error`` is the Fisher-z standard error mapped back to the coefficient scale
+    (``(1 − r²)·se_z``) or, for the bootstrap, the standard deviation of the resampled
+    coefficients. ``n_resamples`` is the number of bootstrap resamples that entered the
+    interval (resamples with a constant variable have no correlation and are counted in
+    ``n_degenerate``); both are 0 for the Fisher interval.
+    """
+
+    method: str
+    coefficient: float
+    low: float
+    high: float
+    standard_error: float
+    p_value: float
+    confidence: float
+    interval: str
+    n: int
+    n_resamples: int = 0
+    n_degenerate: int = 0
+
+    def as_dict(self) -> dict:
+        """The fields as a plain dict (for ``write_summary``)."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        level = f"{100 * self.confidence:g}%"
+        return (
+            f"{self.coefficient:+.2f} [{self.low:+.2f}, {self.high:+.2f}] ({level} CI, "
+            f"{self.interval}), p = {self.p_value:.2g}"
+        )
+
+
+def _check_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or y.ndim != 1:
+        raise ValueError(f"x and y must be 1-D, got shapes {x.shape} and {y.shape}")
+    if x.size != y.size:
+        raise ValueError(f"x has {x.size} values but y has {y.size}")
+    for name, values in (("x", x), ("y", y)):
+        if not np.all(np.isfinite(values)):
+            first = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValueError(f"{name} contains NaN or inf at index {first}")
+        if values.size and np.all(values == values[0]):
+            raise ValueError(f"{name} is constant ({values[0]}): its correlation is undefined")
+    if x.size < 4:
+        raise ValueError(f"a correlation with an interval needs at least 4 pairs, got {x.size}")
+    return x, y
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis, ties given their average rank (1-based)."""
+    return _scipy_stats.rankdata(values, axis=-1)
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``r = Σ(x−x̄)(y−ȳ) / √(Σ(x−x̄)² Σ(y−ȳ)²)`` along the last axis (NaN if one is constant)."""
+    dx = x - x.mean(axis=-1, keepdims=True)
+    dy = y - y.mean(axis=-1, keepdims=True)
+    denominator = np.sqrt(np.sum(dx * dx, axis=-1) * np.sum(dy * dy, axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.sum(dx * dy, axis=-1) / denominator
+    return np.where(denominator > 0, np.clip(r, -1.0, 1.0), np.nan)
+
+
+def _p_value(r: float, n: int) -> float:
+    if abs(r) >= 1.0:
+        return 0.0
+    t = r * np.sqrt((n - 2) / (1.0 - r * r))
+    return float(2.0 * _scipy_stats.t.sf(abs(t), n - 2))
+
+
+def correlation(
+    x,
+    y,
+    *,
+    method: Literal["pearson", "spearman"] = "pearson",
+    interval: Interval = "fisher",
+    confidence: float = 0.95,
+    key: jax.Array | None = None,
+    n_resamples: int = 2000,
+) -> Correlation:
+    """Pearson or Spearman correlation of ``x`` and ``y`` with a confidence interval.
+
+    Pearson: ``r = Σ(x−x̄)(y−ȳ) / √(Σ(x−x̄)² Σ(y−ȳ)²)``; Spearman: the same on the ranks (ties
+    averaged). ``interval="fisher"``: ``z = artanh r`` is close to normal with standard error
+    ``1/√(n−3)`` (Pearson) or ``√(1.06/(n−3))`` (Spearman; Fieller, Hartley & Pearson 1957),
+    and the interval is ``tanh(z ± z_{(1+c)/2} se)``. ``interval="bootstrap"``: ``n_resamples``
+    resamples of the ``n`` pairs with replacement, drawn with ``key`` (required), and the
+    percentile interval of the resampled coefficients.
+    """
+    if method not in ("pearson", "spearman"):
+        raise ValueError(f"unknown correlation method {method!r}; choose 'pearson' or 'spearman'")
+    if interval not in ("fisher", "bootstrap"):
+        raise ValueError(f"unknown interval {interval!r}; choose 'fisher' or 'bootstrap'")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    x, y = _check_pair(x, y)
+    n = x.size
+
+    def coefficient_of(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if method == "spearman":
+            a, b = _ranks(a), _ranks(b)
+        return _pearson_rows(a, b)
+
+    r = float(coefficient_of(x, y))
+    p_value = _p_value(r, n)
+    if interval == "fisher":
+        se_z = np.sqrt((1.06 if method == "spearman" else 1.0) / (n - 3))
+        z_crit = _scipy_stats.norm.ppf(0.5 + confidence / 2.0)
+        z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+        return Correlation(
+            method=method,
+            coefficient=r,
+            low=float(np.tanh(z - z_crit * se_z)),
+            high=float(np.tanh(z + z_crit * se_z)),
+            standard_error=float((1.0 - r * r) * se_z),
+            p_value=p_value,
+            confidence=confidence,
+            interval=interval,
+            n=n,
+        )
+    if key is None:
+        raise ValueError("interval='bootstrap' resamples: pass an explicit jax.random key")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 100:
+        raise ValueError(f"n_resamples must be an integer >= 100, got {n_resamples!r}")
+    resample = np.asarray(jax.random.randint(key, (n_resamples, n), 0, n))
+    resampled = coefficient_of(x[resample], y[resample])
+    degenerate = int(np.sum(np.isnan(resampled)))
+    kept = resampled[~np.isnan(resampled)]
+    if kept.size < n_resamples // 2:
+        raise ValueError(
+            f"{degenerate} of {n_resamples} bootstrap resamples have a constant variable; "
+            "the data have too few distinct values for a bootstrap interval"
+        )
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(kept, [tail, 100.0 - tail])
+    return Correlation(
+        method=method,
+        coefficient=r,
+        low=float(low),
+        high=float(high),
+        standard_error=float(np.std(kept, ddof=1)),
+        p_value=p_value,
+        confidence=confidence,
+        interval=interval,
+        n=n,
+        n_resamples=int(kept.size),
+        n_degenerate=degenerate,
+    )
+
+
+def pearson(x, y, **options) -> Correlation:
+    """Pearson correlation with a confidence interval (see :func:`correlation`)."""
+    return correlation(x, y, method="pearson", **options)
+
+
+def spearman(x, y, **options) -> Correlation:
+    """Spearman rank correlation with a confidence interval (see :func:`correlation`)."""
+    return correlation(x, y, method="spearman", **options)
+
+
+@dataclass(frozen=True)
+class MeanError:
+    """Mean and standard error of the mean over ``n`` repeats (arrays for an axis reduction)."""
+
+    mean: np.ndarray | float
+    standard_error: np.ndarray | float
+    n: int
+
+
+def mean_standard_error(values, axis: int = 0) -> MeanError:
+    """Mean ``x̄`` and standard error ``s/√n`` along ``axis`` (``s`` with ``n − 1``).
+
+    Needs at least two repeats; NaN or inf raises.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 0:
+        raise ValueError("values must have at least one axis of repeats")
+    n = values.shape[axis]
+    if n < 2:
+        raise ValueError(f"a standard error needs at least 2 repeats along axis {axis}, got {n}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values contain NaN or inf")
+    mean = values.mean(axis=axis)
+    error = values.std(axis=axis, ddof=1) / np.sqrt(n)
+    if mean.ndim == 0:
+        return MeanError(float(mean), float(error), n)
+    return MeanError(mean, error, n)
+
+
+def paired_difference(a, b, axis: int = 0) -> MeanError:
+    """Mean and standard error of the paired differences ``a − b`` along ``axis``.
+
+    Pairs share everything but the compared factor (here: the seed), so the spread between
+    seeds cancels and the error is that of ``d_s = a_s − b_s``, ``s_d/√n``.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal shapes, got {a.shape} and {b.shape}")
+    return mean_standard_error(a - b, axis=axis)
