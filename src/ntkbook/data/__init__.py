@@ -1,5 +1,23 @@
 """Offline datasets and data selection."""
 
-from ntkbook.data.datasets import DATASETS, Dataset, load_dataset
+from ntkbook.data.datasets import (
+    DATASETS,
+    Dataset,
+    GraphDataset,
+    RegressionDataset,
+    load_auto_mpg,
+    load_dataset,
+    load_karate_club,
+    sequence_mode_task,
+)
 
-__all__ = ["Dataset", "load_dataset", "DATASETS"]
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "DATASETS",
+    "RegressionDataset",
+    "GraphDataset",
+    "load_auto_mpg",
+    "load_karate_club",
+    "sequence_mode_task",
+]

@@ -1,0 +1,215 @@
+"""Collective variables of the eNTK estimated on many small random subsets of the data.
+
+For networks whose kernel on the whole data set is too large to form, Tovey et al. (2024,
+"Collective variables of neural networks") average the measures of the kernel over many small
+random subsets (200 subsets of 20 points). For subsets ``s = 1 … M`` of size ``n``, each with
+kernel ``Θ⁽ˢ⁾`` (the principal submatrix of the full kernel on those points),
+
+    S̄ = (1/M) Σ_s S(Θ⁽ˢ⁾),    S(Θ) = −Σ_k p_k ln p_k,  p_k = λ_k / Tr Θ   (nats)
+    T̄ = (1/M) Σ_s Tr Θ⁽ˢ⁾ / n                                              (trace per sample)
+
+with the standard error ``std_s / √M`` (sample standard deviation, ``ddof = 1``). The
+standard error measures the spread over subsets drawn from the given pool; subsets overlap when
+the pool is small, so it is a measure of the estimator's subset noise, not of the pool.
+
+Computation: the kernel of the union of all subsets is formed once and each subset's kernel is
+sliced from it, which gives exactly the numbers of computing every subset separately (a kernel
+entry depends only on its two samples). When the union exceeds ``max_union`` samples, every
+subset's kernel is computed on its own instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from ntkbook.ntk import spectrum
+from ntkbook.ntk.kernel import ntk_fn
+
+__all__ = [
+    "SUBSAMPLE_MEASURES",
+    "SubsampledMeasures",
+    "draw_subsets",
+    "subsampled_measures",
+    "SubsampleRecorder",
+]
+
+SUBSAMPLE_MEASURES: tuple[str, ...] = (
+    "entropy",
+    "effective_entropy",
+    "effective_rank",
+    "trace_per_sample",
+)
+
+
+@dataclass(frozen=True)
+class SubsampledMeasures:
+    """Per-measure mean over subsets, its standard error ``std/√M``, and the per-subset values."""
+
+    mean: dict[str, float]
+    standard_error: dict[str, float]
+    values: dict[str, np.ndarray]
+    n_subsets: int
+    subset_size: int
+
+
+def draw_subsets(
+    key: jax.Array, n_samples: int, *, n_subsets: int = 200, subset_size: int = 20
+) -> np.ndarray:
+    """``(n_subsets, subset_size)`` sample indices; each subset is drawn without replacement
+    from ``range(n_samples)``, independently of the others."""
+    for name, value in (("n_subsets", n_subsets), ("subset_size", subset_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if subset_size < 2:
+        raise ValueError(
+            f"subset_size must be at least 2 (one eigenvalue has no entropy), got {subset_size}"
+        )
+    if subset_size > n_samples:
+        raise ValueError(f"subset_size={subset_size} exceeds the {n_samples} available samples")
+    keys = jax.random.split(key, n_subsets)
+    subsets = jax.vmap(lambda k: jax.random.choice(k, n_samples, (subset_size,), replace=False))(
+        keys
+    )
+    return np.asarray(subsets, dtype=np.int64)
+
+
+def _measures_from_kernels(kernels: np.ndarray, measures: Sequence[str]) -> dict[str, np.ndarray]:
+    kernels = np.asarray(kernels, dtype=np.float64)
+    n = kernels.shape[-1]
+    values: dict[str, np.ndarray] = {}
+    spectral = set(measures) - {"trace_per_sample"}
+    if spectral:
+        eigenvalues = np.clip(np.linalg.eigvalsh(kernels), 0.0, None)
+        entropies = np.array([spectrum.entropy(e) for e in eigenvalues])
+        if "entropy" in measures:
+            values["entropy"] = entropies
+        if "effective_entropy" in measures:
+            values["effective_entropy"] = entropies / np.log(n)
+        if "effective_rank" in measures:
+            values["effective_rank"] = np.exp(entropies)
+    if "trace_per_sample" in measures:
+        values["trace_per_sample"] = np.trace(kernels, axis1=-2, axis2=-1) / n
+    return values
+
+
+def subsampled_measures(
+    kernel_fn: Callable,
+    params,
+    x,
+    subsets,
+    *,
+    measures: Sequence[str] = ("entropy", "trace_per_sample"),
+    max_union: int = 1024,
+) -> SubsampledMeasures:
+    """Mean and standard error of eNTK measures over the kernels of ``x[subsets[s]]``.
+
+    ``kernel_fn(params, x) -> (N, N)`` is a traced kernel function, e.g.
+    :func:`ntkbook.ntk.ntk_fn` of the model. ``subsets`` is ``(M, n)`` (see
+    :func:`draw_subsets`); ``measures`` any of :data:`SUBSAMPLE_MEASURES`.
+    """
+    unknown = [m for m in measures if m not in SUBSAMPLE_MEASURES]
+    if unknown or not measures:
+        raise ValueError(
+            f"measures must be a non-empty selection of {', '.join(SUBSAMPLE_MEASURES)}; "
+            f"got unknown {unknown}"
+        )
+    subsets = np.asarray(subsets)
+    if subsets.ndim != 2 or subsets.shape[0] < 2 or subsets.shape[1] < 2:
+        raise ValueError(
+            f"subsets must be (M, n) with M >= 2 subsets of n >= 2 samples, got {subsets.shape}"
+        )
+    if not np.issubdtype(subsets.dtype, np.integer):
+        raise ValueError(f"subsets must hold integer indices, got dtype {subsets.dtype}")
+    n_samples = len(x)
+    if subsets.min() < 0 or subsets.max() >= n_samples:
+        raise ValueError(
+            f"subset indices must lie in [0, {n_samples}); got {subsets.min()}..{subsets.max()}"
+        )
+    if any(len(np.unique(row)) != row.size for row in subsets):
+        raise ValueError("a subset holds the same sample twice; draw subsets without replacement")
+    union, positions = np.unique(subsets, return_inverse=True)
+    positions = positions.reshape(subsets.shape)
+    if union.size <= max_union:
+        full = np.asarray(kernel_fn(params, x[union]), dtype=np.float64)
+        if full.shape != (union.size, union.size):
+            raise ValueError(
+                f"kernel_fn must return a traced (N, N) kernel, got shape {full.shape} for "
+                f"N = {union.size}"
+            )
+        kernels = full[positions[:, :, None], positions[:, None, :]]
+    else:
+        kernels = np.stack([np.asarray(kernel_fn(params, x[row]), np.float64) for row in subsets])
+    values = _measures_from_kernels(kernels, measures)
+    m = subsets.shape[0]
+    return SubsampledMeasures(
+        mean={k: float(v.mean()) for k, v in values.items()},
+        standard_error={k: float(v.std(ddof=1) / np.sqrt(m)) for k, v in values.items()},
+        values=values,
+        n_subsets=m,
+        subset_size=int(subsets.shape[1]),
+    )
+
+
+class SubsampleRecorder:
+    """Record subset-averaged eNTK measures at chosen steps (a recorder for
+    :func:`ntkbook.train.train`, called as ``recorder(step, params)``).
+
+    The subsets are drawn once from ``key`` and reused at every step, so the change of a
+    measure over training is not blurred by drawing new subsets (common random numbers).
+    ``at`` lists the steps to record (e.g. log-spaced epochs, including the final one);
+    ``None`` records at every call.
+    """
+
+    def __init__(
+        self,
+        apply_fn: Callable,
+        x,
+        *,
+        key: jax.Array,
+        n_subsets: int = 200,
+        subset_size: int = 20,
+        at: Sequence[int] | None = None,
+        measures: Sequence[str] = ("entropy", "trace_per_sample"),
+        method: str = "auto",
+        max_union: int = 1024,
+    ) -> None:
+        self.x = x
+        self.subsets = draw_subsets(key, len(x), n_subsets=n_subsets, subset_size=subset_size)
+        self.at = None if at is None else {int(step) for step in at}
+        self.measures = tuple(measures)
+        self.max_union = max_union
+        self.kernel_fn = ntk_fn(apply_fn, method=method)
+        self.records: list[dict] = []
+
+    def __call__(self, step: int, params, **_: object) -> dict | None:
+        if self.at is not None and int(step) not in self.at:
+            return None
+        result = subsampled_measures(
+            self.kernel_fn,
+            params,
+            self.x,
+            self.subsets,
+            measures=self.measures,
+            max_union=self.max_union,
+        )
+        record = {"step": int(step)}
+        for name in self.measures:
+            record[name] = result.mean[name]
+            record[f"{name}_standard_error"] = result.standard_error[name]
+        self.records.append(record)
+        return record
+
+    def series(self, measure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, mean, standard_error)`` of one recorded measure."""
+        if measure not in self.measures:
+            raise ValueError(f"{measure!r} is not recorded; recorded: {', '.join(self.measures)}")
+        rows = sorted(self.records, key=lambda r: r["step"])
+        return (
+            np.array([r["step"] for r in rows]),
+            np.array([r[measure] for r in rows]),
+            np.array([r[f"{measure}_standard_error"] for r in rows]),
+        )
