@@ -1,0 +1,109 @@
+"""Chemotaxis task: field, observable, reward timing, episode ends, policies, task registry."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkbook.swarm import physics as ph
+from ntkbook.swarm import tasks as tk
+
+ENV = tk.EnvConfig(n_agents=5, integrator_step=0.01, episode_length=3)
+SWIMMER = tk.swimmer(radius_um=1.0, speed_body_lengths=2.0)
+
+
+def test_concentration_is_box_length_over_distance_with_minimum_image():
+    positions = jnp.array([[600.0, 500.0], [500.0, 480.0], [10.0, 500.0]])
+    # the third point is 490 µm away directly and 510 µm through the periodic boundary
+    np.testing.assert_allclose(tk.distance_to_source(positions, ENV), [100.0, 20.0, 490.0])
+    np.testing.assert_allclose(tk.concentration(positions, ENV), [10.0, 50.0, 1000.0 / 490.0])
+
+
+def test_observable_and_reward_use_the_change_caused_by_the_action():
+    key = jax.random.key(0)
+    state, first = tk.reset(key, ENV, SWIMMER)
+    np.testing.assert_array_equal(first, np.zeros((5, 1)))  # no change before the first move
+    actions = jnp.array([0, 1, 2, 3, 0])
+    new_state, out = tk.env_step(jax.random.key(1), state, actions, ENV, SWIMMER)
+    c_before = tk.concentration(state.swimmers.positions, ENV)
+    c_after = tk.concentration(new_state.swimmers.positions, ENV)
+    np.testing.assert_allclose(out.observation[:, 0], 10.0 * (c_after - c_before), rtol=1e-5)
+    np.testing.assert_allclose(out.reward, np.maximum(10.0 * (c_after - c_before), 0.0), rtol=1e-5)
+    np.testing.assert_array_equal(out.final_observation, out.observation)
+    assert not bool(out.truncated.any()) and not bool(out.terminated.any())
+
+
+def test_rotations_turn_by_the_turn_rate():
+    zero_t = tk.swimmer(radius_um=1.0, temperature_K=0.0)
+    state, _ = tk.reset(jax.random.key(2), ENV, zero_t)
+    actions = jnp.array([1, 2, 3, 0, 1])
+    new_state, _ = tk.env_step(jax.random.key(3), state, actions, ENV, zero_t)
+    turned = np.angle(np.exp(1j * (new_state.swimmers.orientations - state.swimmers.orientations)))
+    np.testing.assert_allclose(turned, np.deg2rad([-60.0, 60.0, 0.0, 0.0, -60.0]), atol=1e-4)
+    moved = np.linalg.norm(new_state.swimmers.positions - state.swimmers.positions, axis=-1)
+    np.testing.assert_allclose(moved, [0.0, 0.0, 0.0, 0.4, 0.0], atol=1e-4)
+
+
+def test_time_limit_truncates_and_resets_with_the_true_final_observation():
+    state, _ = tk.reset(jax.random.key(4), ENV, SWIMMER)
+    actions = jnp.zeros((5,), jnp.int32)
+    for t in range(ENV.episode_length):
+        previous = state
+        state, out = tk.env_step(jax.random.key(10 + t), state, actions, ENV, SWIMMER)
+    assert bool(out.truncated.all()) and not bool(out.terminated.any())
+    assert int(state.time) == 0
+    np.testing.assert_array_equal(out.observation, np.zeros((5, 1)))  # fresh episode
+    assert float(jnp.abs(out.final_observation).max()) > 0
+    # the last action's reward is computed from the move it caused (equal scales: R = max(o, 0))
+    np.testing.assert_allclose(out.reward, np.maximum(out.final_observation[:, 0], 0.0), rtol=1e-6)
+    c_prev = tk.concentration(previous.swimmers.positions, ENV)
+    assert float(jnp.abs(out.final_observation[:, 0] / 10 + c_prev).min()) > 0
+
+
+def test_rollout_shapes_and_policies():
+    traj = jax.jit(tk.rollout, static_argnums=(1, 2, 4))(
+        jax.random.key(5), tk.classical_chemotaxis_policy, ENV, SWIMMER, 7
+    )
+    assert traj.positions.shape == (8, 5, 2) and traj.actions.shape == (7, 5)
+    assert traj.observations.shape == (7, 5, 1) and traj.rewards.shape == (7, 5)
+    # the classical controller translates exactly when the last change was not negative
+    expected = np.where(np.asarray(traj.observations[..., 0]) >= 0, 0, 2)
+    np.testing.assert_array_equal(traj.actions, expected)
+    counts = np.bincount(np.asarray(tk.random_policy(jax.random.key(6), jnp.zeros((4000, 1)))))
+    np.testing.assert_allclose(counts / 4000, 0.25, atol=0.03)
+
+
+def test_swimmer_batches_and_speed():
+    batch = tk.swimmer(
+        radius_um=[0.5, 1.0, 2.0], speed_body_lengths=3.0, shape=["sphere", "prolate", "oblate"]
+    )
+    np.testing.assert_allclose(batch.aspect_ratio, [1.0, 3.0, 1 / 3], rtol=1e-6)
+    np.testing.assert_allclose(tk.swim_speed(batch), [3.0, 6.0, 12.0])
+    physics = jax.vmap(tk.physics_of, in_axes=(0, None))(batch, ENV)
+    assert physics.gamma_rotation.shape == (3,)
+    d_t, d_r = ph.diffusion_coefficients(2.0, 300.0, shape="oblate")
+    assert float(physics.diffusion_rotation[2]) == pytest.approx(d_r, rel=1e-5)
+
+
+def test_unknown_task_and_registering_a_new_one():
+    with pytest.raises(ValueError, match="unknown task 'phototaxis'"):
+        tk.EnvConfig(task="phototaxis")
+
+    def distance_observable(previous, now, config):
+        return tk.distance_to_source(now.positions, config)[:, None] / config.box_length
+
+    def closer_reward(previous, now, config):
+        return tk.distance_to_source(previous.positions, config) - tk.distance_to_source(
+            now.positions, config
+        )
+
+    name = "test_distance"
+    if name not in tk.TASKS:
+        tk.register_task(name, tk.Task(distance_observable, closer_reward, observation_size=1))
+    with pytest.raises(ValueError, match="already registered"):
+        tk.register_task(name, tk.TASKS[name])
+    env = tk.EnvConfig(task=name, n_agents=3, integrator_step=0.01)
+    state, obs = tk.reset(jax.random.key(7), env, SWIMMER)
+    np.testing.assert_allclose(
+        obs[:, 0], tk.distance_to_source(state.swimmers.positions, env) / 1000.0, rtol=1e-6
+    )
