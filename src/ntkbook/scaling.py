@@ -189,8 +189,8 @@ def fit_power_law(
         ``x`` values and adds to the fitted curve the residuals ``r_i`` (in the fit's space)
         multiplied by independent Rademacher signs drawn from ``key`` and by
         ``√(n/(n − p))`` (the degrees-of-freedom correction); the fit is repeated and the
-        standard deviation over resamples is reported. It needs no Gaussian or linearity
-        assumption and copes with residuals whose size varies from point to point.
+        standard deviation (and covariance) over resamples is reported. It needs no Gaussian
+        or linearity assumption and copes with residuals whose size varies from point to point.
 
     Errors are raised for ``x ≤ 0`` (and ``y ≤ 0`` where logs are taken), NaN or inf, fewer
     points (or distinct ``x``) than parameters, and, without ``y_err``, as many points as
