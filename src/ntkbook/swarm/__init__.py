@@ -6,12 +6,13 @@
 - :mod:`.analysis`: distance curves, success rates, policy maps, strategies, Péclet numbers.
 """
 
-from ntkbook.swarm import physics, ppo, tasks
+from ntkbook.swarm import analysis, physics, ppo, tasks
 from ntkbook.swarm.physics import diffusion_coefficients
 from ntkbook.swarm.ppo import PPOConfig, actor_apply, deploy, make_train, observation_grid
 from ntkbook.swarm.tasks import ACTIONS, EnvConfig, swimmer
 
 __all__ = [
+    "analysis",
     "physics",
     "ppo",
     "tasks",

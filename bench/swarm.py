@@ -1,0 +1,173 @@
+"""Benchmark of the active-particle engine and of one chemotaxis training, ratios in one run.
+
+1. Engine throughput (agent-steps per second): the jitted JAX engine (``physics.advance``,
+   ``vmap`` over systems) against a plain NumPy loop over integrator steps doing the same
+   Euler–Maruyama update (anisotropic body-frame noise, exact orientation update, periodic box).
+   Two NumPy baselines: the same batch of agents vectorised per step, and one system of
+   ``--agents`` colloids per process (SwarmRL's layout: one simulation per process).
+2. One chemotaxis training (10 agents, R = 1 µm, 2 body lengths/s, 300 K): compile and run
+   time of the jitted PPO run, then the final/initial mean distance to the source after a
+   deployment of the trained policy and of a random policy (goal: trained ≤ 0.3, random not).
+
+Run: ``python bench/swarm.py`` (a few minutes on 2 CPU cores). Timings are the best of
+``--repeats`` calls after one compiling call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntkbook.swarm import analysis, physics, ppo, tasks
+
+
+def numpy_engine(positions, theta, speed, omega, coeffs, dt, n_steps, box, rng):
+    """The per-step loop: the same update as ``physics.step`` in NumPy float64."""
+    d_par, d_perp, d_rot = coeffs
+    s_par, s_perp, s_rot = (np.sqrt(2 * d * dt) for d in (d_par, d_perp, d_rot))
+    for _ in range(n_steps):
+        xi = rng.standard_normal((theta.size, 3))
+        c, s = np.cos(theta), np.sin(theta)
+        along = speed * dt + s_par * xi[:, 0]
+        across = s_perp * xi[:, 1]
+        positions[:, 0] += along * c - across * s
+        positions[:, 1] += along * s + across * c
+        np.mod(positions, box, out=positions)
+        theta = np.mod(theta + omega * dt + s_rot * xi[:, 2], 2 * np.pi)
+    return positions, theta
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def engine(args) -> None:
+    phys = physics.make_physics(radius_um=1.0, aspect_ratio=3.0, box_length=1000.0)
+    coeffs = tuple(
+        float(x)
+        for x in (phys.diffusion_parallel, phys.diffusion_perpendicular, phys.diffusion_rotation)
+    )
+    dt, n_steps, n_agents, n_systems = 1e-3, args.steps, args.agents, args.systems
+    total = n_systems * n_agents
+    key = jax.random.key(0)
+    start = jax.vmap(
+        lambda k: physics.init_swimmers(k, n_agents, jnp.array([500.0, 500.0]), 100.0)
+    )(jax.random.split(key, n_systems))
+    speed = jnp.full((n_agents,), 2.0)
+    omega = jnp.zeros((n_agents,))
+    run = jax.jit(jax.vmap(lambda s, k: physics.advance(s, k, speed, omega, phys, dt, n_steps)))
+    keys = jax.random.split(jax.random.key(1), n_systems)
+    jax_time = best_time(lambda: jax.block_until_ready(run(start, keys)), args.repeats)
+
+    rng = np.random.default_rng(0)
+    pos0 = np.asarray(start.positions, np.float64).reshape(total, 2)
+    th0 = np.asarray(start.orientations, np.float64).reshape(total)
+    batch_steps = max(1, n_steps // 10)  # the loop is slow; time a tenth of the steps
+    np_batch = best_time(
+        lambda: numpy_engine(
+            pos0.copy(), th0.copy(), 2.0, 0.0, coeffs, dt, batch_steps, 1000.0, rng
+        ),
+        args.repeats,
+    )
+    np_single = best_time(
+        lambda: numpy_engine(
+            pos0[:n_agents].copy(),
+            th0[:n_agents].copy(),
+            2.0,
+            0.0,
+            coeffs,
+            dt,
+            batch_steps,
+            1000.0,
+            rng,
+        ),
+        args.repeats,
+    )
+    rate_jax = total * n_steps / jax_time
+    rate_batch = total * batch_steps / np_batch
+    rate_single = n_agents * batch_steps / np_single
+    print(f"== engine: {n_systems} systems x {n_agents} agents, {n_steps} steps of {dt} s")
+    print(f"JAX jitted engine          {rate_jax:14,.0f} agent-steps/s")
+    print(
+        f"NumPy loop, same batch     {rate_batch:14,.0f} agent-steps/s  "
+        f"ratio {rate_jax / rate_batch:8.1f}x"
+    )
+    print(
+        f"NumPy loop, one system     {rate_single:14,.0f} agent-steps/s  "
+        f"ratio {rate_jax / rate_single:8.1f}x"
+    )
+
+
+def chemotaxis(args) -> None:
+    env = tasks.EnvConfig(n_agents=10, integrator_step=args.integrator_step)
+    config = ppo.PPOConfig(n_updates=args.updates, n_envs=args.envs)
+    sw = tasks.swimmer(radius_um=1.0, speed_body_lengths=2.0, temperature_K=300.0)
+    cpu0 = os.times()
+    start = time.perf_counter()
+    train = jax.jit(ppo.make_train(env, config)).lower(jax.random.key(0), sw).compile()
+    compiled = time.perf_counter()
+    result = jax.block_until_ready(train(jax.random.key(0), sw))
+    done = time.perf_counter()
+    cpu1 = os.times()
+    cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / max(1, os.cpu_count() or 1)
+    deploy = jax.jit(
+        jax.vmap(ppo.deploy, in_axes=(0, None, None, None, None)), static_argnums=(2, 4)
+    )
+    rollout = jax.jit(
+        jax.vmap(tasks.rollout, in_axes=(0, None, None, None, None)), static_argnums=(1, 2, 4)
+    )
+    keys = jax.random.split(jax.random.key(1), args.deployments)
+    trained = deploy(keys, result.actor_params, env, sw, args.decisions)
+    random = rollout(keys, tasks.random_policy, env, sw, args.decisions)
+    ratio_trained = analysis.distance_ratio(trained.positions, env)
+    ratio_random = analysis.distance_ratio(random.positions, env)
+    samples = config.n_updates * config.n_envs * config.n_steps * env.n_agents
+    print(
+        f"== chemotaxis training: 10 agents, R = 1 um, 2 body lengths/s, 300 K, "
+        f"integrator step {env.integrator_step} s, {config.n_updates} updates x "
+        f"{config.n_envs} envs x {config.n_steps} decisions ({samples:,} agent-decisions)"
+    )
+    print(
+        f"compile {compiled - start:.1f} s, train {done - compiled:.1f} s, "
+        f"total {done - start:.1f} s wall; (user+sys)/cores {cpu:.1f} s"
+    )
+    print(
+        f"deployment {args.decisions} decisions ({args.decisions * env.decision_interval:.0f} s) "
+        f"x {args.deployments} runs, final/initial mean distance to the source:"
+    )
+    print(f"trained policy  mean {ratio_trained.mean():.3f}  per run {np.round(ratio_trained, 3)}")
+    print(f"random policy   mean {ratio_random.mean():.3f}  per run {np.round(ratio_random, 3)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=10)
+    parser.add_argument("--systems", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--envs", type=int, default=8)
+    parser.add_argument("--integrator-step", type=float, default=1e-3)
+    parser.add_argument("--decisions", type=int, default=1000)
+    parser.add_argument("--deployments", type=int, default=5)
+    parser.add_argument("--skip-engine", action="store_true")
+    args = parser.parse_args()
+    print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPU cores")
+    if not args.skip_engine:
+        engine(args)
+    chemotaxis(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Analysis of deployments: distance curves, success and efficiency, policy maps, strategies,
+Péclet numbers. Every function works on NumPy/JAX arrays with optional leading batch axes
+(seeds, radii, …); success rates are always taken over *all* runs given, none excluded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from ntkbook.swarm import physics as ph
+from ntkbook.swarm import ppo
+from ntkbook.swarm import tasks as tk
+
+__all__ = [
+    "STRATEGIES",
+    "mean_distance",
+    "distance_ratio",
+    "success_rate",
+    "chemotactic_efficiency",
+    "policy_map",
+    "action_statistics",
+    "classify_strategy",
+    "strategy_counts",
+    "rotational_peclet",
+]
+
+STRATEGIES = ("run_and_tumble", "gradient_steering", "passive", "undirected")
+
+
+def mean_distance(positions, config: tk.EnvConfig) -> np.ndarray:
+    """Mean distance to the source over agents, µm: ``(..., T+1, n, 2) → (..., T+1)``."""
+    return np.asarray(tk.distance_to_source(jax.numpy.asarray(positions), config)).mean(axis=-1)
+
+
+def distance_ratio(positions, config: tk.EnvConfig) -> np.ndarray:
+    """Final over initial mean distance to the source, ``(..., T+1, n, 2) → (...)``."""
+    d = mean_distance(positions, config)
+    return d[..., -1] / d[..., 0]
+
+
+def success_rate(ratios, threshold: float = 0.5, axis=None) -> np.ndarray:
+    """Fraction of runs whose final/initial mean distance is ≤ ``threshold``.
+
+    ``ratios`` holds one value per run (e.g. per seed); all runs count, NaN is an error.
+    """
+    ratios = np.asarray(ratios, np.float64)
+    if ratios.size == 0:
+        raise ValueError("success_rate needs at least one run")
+    if np.isnan(ratios).any():
+        raise ValueError("success_rate got NaN distance ratios")
+    return np.mean(ratios <= threshold, axis=axis)
+
+
+def chemotactic_efficiency(
+    positions, config: tk.EnvConfig, speed_um_s, decision_interval: float | None = None
+) -> np.ndarray:
+    """Progress towards the source relative to a straight swimmer, per run.
+
+    For agent ``i`` starting at distance ``d_i(0)``, a swimmer heading straight at the source
+    arrives after ``t_i* = d_i(0)/v``. The efficiency is ``e_i = [d_i(0) − d_i(t_i*)]/d_i(0)``
+    (1: straight line; 0: no net progress; negative: drifted away), averaged over agents;
+    ``t_i*`` is capped at the end of the deployment. ``(..., T+1, n, 2) → (...)``.
+    """
+    dt = config.decision_interval if decision_interval is None else decision_interval
+    d = np.asarray(tk.distance_to_source(jax.numpy.asarray(positions), config))
+    n_steps = d.shape[-2] - 1
+    speed = np.asarray(speed_um_s, np.float64)[..., None]
+    arrival = np.ceil(d[..., 0, :] / (np.maximum(speed, 1e-12) * dt)).astype(int)
+    index = np.minimum(arrival, n_steps)
+    d_at = np.take_along_axis(d, index[..., None, :], axis=-2)[..., 0, :]
+    return np.mean((d[..., 0, :] - d_at) / d[..., 0, :], axis=-1)
+
+
+def policy_map(actor_params, low: float = -1.0, high: float = 1.0, n: int = 41):
+    """``(o, π(a|o))``: observations ``(n,)`` and action probabilities ``(n, 4)``."""
+    grid = ppo.observation_grid(n, low, high)
+    return np.asarray(grid[:, 0]), np.asarray(ppo.policy_probabilities(actor_params, grid))
+
+
+def _run_lengths(mask: np.ndarray) -> list[int]:
+    runs, current = [], 0
+    for flag in mask:
+        if flag:
+            current += 1
+        elif current:
+            runs.append(current)
+            current = 0
+    if current:
+        runs.append(current)
+    return runs
+
+
+def action_statistics(observations, actions) -> dict:
+    """Statistics of one deployment (``observations (T, n, 1)``, ``actions (T, n)``).
+
+    - ``fractions``: share of each action in :data:`~ntkbook.swarm.tasks.ACTIONS` order;
+    - ``translate_given_rise`` / ``translate_given_fall``: ``P(translate | o > 0)`` and
+      ``P(translate | o < 0)`` (NaN-free: 0 when the condition never occurs);
+    - ``responsiveness``: their difference (swims on a rising, turns on a falling signal);
+    - ``mean_run``: mean number of consecutive ``translate`` decisions per run.
+    """
+    obs = np.asarray(observations)[..., 0]
+    act = np.asarray(actions)
+    fractions = np.bincount(act.ravel(), minlength=len(tk.ACTIONS)) / act.size
+    translate = act == 0
+
+    def conditional(mask):
+        return float(translate[mask].mean()) if mask.any() else 0.0
+
+    rise, fall = conditional(obs > 0), conditional(obs < 0)
+    runs = [r for agent in translate.T for r in _run_lengths(agent)]
+    return {
+        "fractions": fractions,
+        "translate_given_rise": rise,
+        "translate_given_fall": fall,
+        "responsiveness": rise - fall,
+        "mean_run": float(np.mean(runs)) if runs else 0.0,
+    }
+
+
+def classify_strategy(
+    stats: dict,
+    passive_below: float = 0.25,
+    responsive_above: float = 0.3,
+    long_run: float = 2.0,
+) -> str:
+    """One of :data:`STRATEGIES` from :func:`action_statistics`.
+
+    - ``passive``: translates in fewer than ``passive_below`` of the decisions;
+    - ``run_and_tumble``: responsive (``responsiveness ≥ responsive_above``) with runs of at
+      least ``long_run`` decisions on average: long straight runs, a turn when the signal falls;
+    - ``gradient_steering``: responsive with shorter runs: swimming and turning interleave;
+    - ``undirected``: swims a lot without responding to the signal.
+    """
+    if stats["fractions"][0] < passive_below:
+        return "passive"
+    if stats["responsiveness"] >= responsive_above:
+        return "run_and_tumble" if stats["mean_run"] >= long_run else "gradient_steering"
+    return "undirected"
+
+
+def strategy_counts(labels: Sequence[str]) -> dict[str, int]:
+    """Counts of every strategy in :data:`STRATEGIES` (zeros included)."""
+    counts = Counter(labels)
+    unknown = set(counts) - set(STRATEGIES)
+    if unknown:
+        raise ValueError(f"unknown strategy labels {sorted(unknown)}")
+    return {name: int(counts.get(name, 0)) for name in STRATEGIES}
+
+
+def rotational_peclet(radius_um, speed_body_lengths, temperature_K=300.0, shape="sphere"):
+    """``Pe_r = v / (2R · D_r)``: the persistence length ``v/D_r`` of the swimmer in body lengths.
+
+    ``Pe_r ≫ 1``: swimming stays straight over many body lengths; ``Pe_r ≪ 1``: rotational
+    diffusion scrambles the direction before the swimmer covers its own size.
+    """
+    radius = np.asarray(radius_um, np.float64)
+    speed = np.asarray(speed_body_lengths, np.float64) * 2.0 * radius
+    d_r = np.vectorize(lambda r: ph.diffusion_coefficients(r, temperature_K, shape=shape)[1])(
+        radius
+    )
+    return speed / (2.0 * radius * d_r)

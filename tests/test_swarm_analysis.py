@@ -1,0 +1,93 @@
+"""Analysis: distances, success over all runs, efficiency, strategies, Péclet number."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from ntkbook.swarm import analysis as an
+from ntkbook.swarm import ppo
+from ntkbook.swarm import tasks as tk
+
+ENV = tk.EnvConfig(n_agents=2, integrator_step=0.01)
+
+
+def _straight_paths(speed, n_steps, start_distances, angle_offsets=(0.0, 0.0)):
+    """Agents swimming along the line to the source at ``speed`` (µm/s), stopping at it."""
+    t = np.arange(n_steps + 1) * ENV.decision_interval
+    paths = []
+    for d0, offset in zip(start_distances, angle_offsets, strict=True):
+        d = np.maximum(d0 - speed * t, 0.0)
+        paths.append(
+            np.stack([500.0 + d * math.cos(offset), 500.0 + d * math.sin(offset)], axis=-1)
+        )
+    return np.stack(paths, axis=1)  # (T+1, n, 2)
+
+
+def test_distances_and_success_rate_over_all_runs():
+    positions = _straight_paths(2.0, 100, (40.0, 80.0), (0.0, 1.0))
+    d = an.mean_distance(positions, ENV)
+    assert d[0] == pytest.approx(60.0, rel=1e-5)
+    # after 10 s: max(40 − 20, 0) and 80 − 20
+    assert d[-1] == pytest.approx((20.0 + 60.0) / 2, rel=1e-5)
+    assert an.distance_ratio(positions, ENV) == pytest.approx(40.0 / 60.0, rel=1e-5)
+    assert an.success_rate([0.2, 0.8, 0.5, 1.3], threshold=0.5) == pytest.approx(0.5)
+    np.testing.assert_allclose(
+        an.success_rate(np.array([[0.1, 0.9], [0.2, 0.3]]), axis=1), [0.5, 1.0]
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        an.success_rate([0.1, float("nan")])
+    with pytest.raises(ValueError, match="at least one"):
+        an.success_rate([])
+
+
+def test_efficiency_is_one_for_a_straight_swimmer_and_zero_at_rest():
+    straight = _straight_paths(2.0, 400, (40.0, 60.0))
+    assert an.chemotactic_efficiency(straight, ENV, 2.0) == pytest.approx(1.0, abs=1e-5)
+    half = _straight_paths(1.0, 400, (40.0, 60.0))  # half the speed: half-way at t*
+    assert an.chemotactic_efficiency(half, ENV, 2.0) == pytest.approx(0.5, abs=0.01)
+    resting = _straight_paths(0.0, 400, (40.0, 60.0))
+    assert an.chemotactic_efficiency(resting, ENV, 2.0) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_action_statistics_and_strategies():
+    # a run-and-tumble agent: swims while o > 0, turns on o < 0, long runs
+    obs = np.array([1, 1, 1, 1, -1, 1, 1, 1, 1, -1], float)[:, None, None]
+    act = np.array([0, 0, 0, 0, 2, 0, 0, 0, 0, 2])[:, None]
+    stats = an.action_statistics(obs, act)
+    np.testing.assert_allclose(stats["fractions"], [0.8, 0.0, 0.2, 0.0])
+    assert stats["translate_given_rise"] == 1.0 and stats["translate_given_fall"] == 0.0
+    assert stats["mean_run"] == pytest.approx(4.0)
+    assert an.classify_strategy(stats) == "run_and_tumble"
+    # steering: alternates one move and one turn, responsive
+    obs_s = np.array([1, -1, 1, -1, 1, -1], float)[:, None, None]
+    act_s = np.array([0, 1, 0, 2, 0, 1])[:, None]
+    assert an.classify_strategy(an.action_statistics(obs_s, act_s)) == "gradient_steering"
+    # passive: does nothing most of the time
+    act_p = np.array([3, 3, 3, 0, 3, 3, 3, 3, 3, 3])[:, None]
+    assert an.classify_strategy(an.action_statistics(obs, act_p)) == "passive"
+    # undirected: always swims whatever the signal
+    act_u = np.zeros((10, 1), int)
+    assert an.classify_strategy(an.action_statistics(obs, act_u)) == "undirected"
+    counts = an.strategy_counts(["passive", "passive", "undirected"])
+    assert counts == {"run_and_tumble": 0, "gradient_steering": 0, "passive": 2, "undirected": 1}
+    with pytest.raises(ValueError, match="unknown strategy"):
+        an.strategy_counts(["swimming"])
+
+
+def test_policy_map_is_a_distribution_over_actions():
+    actor, _ = ppo.init_networks(jax.random.key(0), ppo.PPOConfig(hidden=(8,)))
+    o, probs = an.policy_map(actor, -2.0, 2.0, 9)
+    np.testing.assert_allclose(o, np.linspace(-2, 2, 9), rtol=1e-6)
+    assert probs.shape == (9, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_rotational_peclet_number():
+    # R = 2.14 µm at 300 K: D_r ≈ 0.0189 1/s; 1 body length per second gives Pe_r = 1/D_r
+    pe = an.rotational_peclet(2.14, 1.0)
+    assert float(pe) == pytest.approx(1.0 / 0.018894, rel=1e-3)
+    # Pe_r ∝ R³ at a fixed speed in body lengths per second
+    pe_two = an.rotational_peclet([1.0, 2.0], 3.0)
+    assert pe_two[1] / pe_two[0] == pytest.approx(8.0, rel=1e-9)
