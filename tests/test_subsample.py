@@ -130,3 +130,23 @@ def test_recorder_records_at_the_requested_steps_with_fixed_subsets(network):
     assert traces[1] > traces[0]
     with pytest.raises(ValueError, match="'loss' is not recorded"):
         recorder.series("loss")
+
+
+def test_paired_change_is_the_mean_of_per_subset_differences(network):
+    with jax.enable_x64(True):
+        model, params, x = network
+        recorder = SubsampleRecorder(
+            model.apply, x, key=jax.random.PRNGKey(9), n_subsets=10, subset_size=6
+        )
+        with pytest.raises(ValueError, match="needs two recorded steps"):
+            recorder.paired_change("entropy")
+        recorder(0, params)
+        moved = jax.tree_util.tree_map(lambda a: a + 0.3 * jnp.sin(7.0 * a), params)
+        recorder(5, moved)
+        delta, error = recorder.paired_change("entropy")
+        before, _ = direct(model, params, x, recorder.subsets)
+        after, _ = direct(model, moved, x, recorder.subsets)
+    assert delta == pytest.approx(np.mean(after - before), rel=1e-9)
+    assert error == pytest.approx(np.std(after - before, ddof=1) / np.sqrt(10), rel=1e-8)
+    steps, means, _ = recorder.series("entropy")
+    assert delta == pytest.approx(means[1] - means[0], rel=1e-9)

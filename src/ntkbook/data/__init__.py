@@ -10,6 +10,7 @@ from ntkbook.data.datasets import (
     load_karate_club,
     sequence_mode_task,
 )
+from ntkbook.data.selection import random_select, rnd_select
 
 __all__ = [
     "Dataset",
@@ -20,4 +21,6 @@ __all__ = [
     "load_auto_mpg",
     "load_karate_club",
     "sequence_mode_task",
+    "rnd_select",
+    "random_select",
 ]

@@ -184,6 +184,7 @@ class SubsampleRecorder:
         self.max_union = max_union
         self.kernel_fn = ntk_fn(apply_fn, method=method)
         self.records: list[dict] = []
+        self.values: dict[int, dict[str, np.ndarray]] = {}
 
     def __call__(self, step: int, params, **_: object) -> dict | None:
         if self.at is not None and int(step) not in self.at:
@@ -201,7 +202,26 @@ class SubsampleRecorder:
             record[name] = result.mean[name]
             record[f"{name}_standard_error"] = result.standard_error[name]
         self.records.append(record)
+        self.values[int(step)] = result.values
         return record
+
+    def paired_change(self, measure: str) -> tuple[float, float]:
+        """Change of ``measure`` from the first to the last recorded step, with its error.
+
+        The same subsets are used at every step, so the change is averaged per subset,
+        ``Δ = (1/M) Σ_s [m_s(last) − m_s(first)]``, and its standard error is that of the
+        paired differences, ``std_s(Δ_s)/√M``, usually far smaller than either step's error.
+        """
+        if measure not in self.measures:
+            raise ValueError(f"{measure!r} is not recorded; recorded: {', '.join(self.measures)}")
+        if len(self.values) < 2:
+            raise ValueError(f"a change needs two recorded steps, have {sorted(self.values)}")
+        first, last = min(self.values), max(self.values)
+        differences = self.values[last][measure] - self.values[first][measure]
+        return (
+            float(differences.mean()),
+            float(differences.std(ddof=1) / np.sqrt(differences.size)),
+        )
 
     def series(self, measure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, mean, standard_error)`` of one recorded measure."""
