@@ -130,18 +130,27 @@ def test_spheroid_long_time_msd_uses_the_mean_diffusion_coefficient():
     assert msd == pytest.approx(4 * d_t * 4.0, rel=0.03)
 
 
-def test_cumulative_sum_path_equals_stepwise_scan():
-    """Far from the walls a walled box runs the lax.scan of `step`; it must equal the cumsum."""
-    n, key = 16, jax.random.key(4)
-    periodic = _free_physics(radius=0.3, aspect_ratio=3.0, box=1000.0)
-    walled = _free_physics(radius=0.3, aspect_ratio=3.0, box=1000.0, boundary="walls")
-    state = ph.init_swimmers(jax.random.key(5), n, jnp.array([500.0, 500.0]), 10.0)
-    speed = jnp.linspace(0.0, 3.0, n)
-    omega = jnp.linspace(-5.0, 5.0, n)
-    a = ph.advance(state, key, speed, omega, periodic, 1e-3, 50)
-    b = ph.advance(state, key, speed, omega, walled, 1e-3, 50)
-    np.testing.assert_allclose(a.positions, b.positions, atol=2e-3)
-    np.testing.assert_allclose(np.cos(a.orientations), np.cos(b.orientations), atol=1e-4)
+def test_stepwise_scan_path_matches_the_closed_forms_too():
+    """Far from the walls a walled box runs the lax.scan of `step` (three normals per step)."""
+    walled = _free_physics(radius=0.8, boundary="walls")
+    d_t, d_r = float(walled.diffusion_parallel), float(walled.diffusion_rotation)
+    positions, thetas = _unwrapped_run(walled, 10_000, 2.0, 4.0, 0.02, jax.random.key(4), 2)
+    msd = np.mean(np.sum(positions[1:] ** 2, axis=-1), axis=1)
+    np.testing.assert_allclose(msd, ph.active_msd([2.0, 4.0], 2.0, d_t, d_r), rtol=0.05)
+    np.testing.assert_allclose(
+        np.mean(np.cos(thetas[1:]), axis=1), np.exp(-d_r * np.array([2.0, 4.0])), rtol=0.05
+    )
+
+
+def test_spheroid_short_time_msd_along_and_across_the_director():
+    """At D_r·t ≪ 1 the kicks along and across the director have variances 2D_∥t and 2D_⊥t."""
+    physics = _free_physics(radius=1.0, aspect_ratio=3.0)  # D_r ≈ 0.079 1/s
+    d_par, d_perp = float(physics.diffusion_parallel), float(physics.diffusion_perpendicular)
+    positions, _ = _unwrapped_run(physics, 40_000, 0.0, 0.1, 0.01, jax.random.key(6), 1)
+    along, across = positions[-1, :, 0], positions[-1, :, 1]  # director along x at t = 0
+    assert np.mean(along**2) == pytest.approx(2 * d_par * 0.1, rel=0.03)
+    assert np.mean(across**2) == pytest.approx(2 * d_perp * 0.1, rel=0.03)
+    assert d_par / d_perp == pytest.approx(1.23, rel=0.01)  # γ_⊥/γ_∥ for p = 3
 
 
 def test_walls_reflect_and_periodic_box_wraps():
