@@ -1,0 +1,407 @@
+"""Event classification: inputs (scaleograms, features, raw events), networks, training, metrics.
+
+Inputs, all computed from the relative drop ``b(t) = 1 − I(t)/I_0`` (dimensionless, so the
+open-pore current of a device cancels):
+
+- **scaleograms** (:func:`event_scaleograms`): ``log|W|`` of the ``hhhat`` (μ = 5) CWT of the
+  event with its padding, at scales whose wavelets peak on a log grid of frequencies (Hz), so
+  rows mean the same frequency at any sampling rate; resized to ``image_size``;
+- **features** (:func:`event_features`): catch22 (``pycatch22``) of the event samples plus mean,
+  standard deviation, skewness and excess kurtosis of ``b``, ``log10`` dwell and the blockade;
+- **raw events** (:func:`raw_events`): ``b`` over the event and its padding, linearly resampled
+  to a fixed length.
+
+Networks (Flax, no batch statistics): :class:`ScaleogramResNet` (residual blocks with group
+normalisation), :class:`EventCNN1D`, :class:`FeatureMLP`. Each ends in a ``Dense`` named
+``head`` (the layer that head fine-tuning trains).
+
+Metrics: top-k accuracy, confusion matrix, binomial standard error ``√(p(1−p)/n)``, expected
+calibration error ``ECE = Σ_b (n_b/N) |acc_b − conf_b|`` over equal-width confidence bins,
+temperature scaling (``softmax(z/T)`` with ``T`` minimising the validation negative
+log-likelihood), and accuracy when ``k`` events of one class are aggregated by summing their
+log-probabilities (independent events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.optimize
+import scipy.special
+import scipy.stats
+
+from ntkbook.nanopore.cwt import scaleogram, scales_for_frequencies
+from ntkbook.nanopore.events import Events, event_windows
+from ntkbook.nanopore.simulate import Trace
+
+__all__ = [
+    "event_scaleograms",
+    "event_features",
+    "raw_events",
+    "ScaleogramResNet",
+    "EventCNN1D",
+    "FeatureMLP",
+    "FitResult",
+    "fit",
+    "predict_logits",
+    "accuracy_with_error",
+    "top_k_accuracy",
+    "confusion_matrix",
+    "reliability",
+    "expected_calibration_error",
+    "fit_temperature",
+    "negative_log_likelihood",
+    "aggregated_accuracy",
+    "standardize",
+]
+
+
+def _relative_drop(trace: Trace, events: Events, start: np.ndarray, length: int) -> np.ndarray:
+    idx = start[:, None] + np.arange(length)[None, :]
+    return 1.0 - trace.current[idx] / events.open_current[:, None].astype(np.float32)
+
+
+def event_scaleograms(
+    trace: Trace,
+    events: Events,
+    *,
+    image_size: tuple[int, int],
+    frequency_range: tuple[float, float] = (500.0, 50e3),
+    n_scales: int = 32,
+    padding: float = 100e-6,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Scaleograms ``(N, height, width)`` (float32) of every event; rows from high to low f."""
+    if len(events) == 0:
+        raise ValueError("no events to transform")
+    frequencies = np.geomspace(frequency_range[1], frequency_range[0], n_scales)
+    scales = scales_for_frequencies(frequencies, trace.sampling_rate)
+    window_start, bucket, crop = event_windows(events, trace.current.size, padding)
+    images = np.empty((len(events), *image_size), np.float32)
+    for length in np.unique(bucket):
+        members = np.flatnonzero(bucket == length)
+        for lo in range(0, members.size, batch_size):
+            chunk = members[lo : lo + batch_size]
+            # Every batch has the same shape (the last one padded by repetition), so each
+            # bucket length compiles once.
+            padded = np.resize(chunk, batch_size) if chunk.size < batch_size else chunk
+            windows = _relative_drop(
+                trace, events.select(padded), window_start[padded], int(length)
+            )
+            out = scaleogram(windows, scales, tuple(image_size), columns=crop[padded])
+            images[chunk] = np.asarray(out)[: chunk.size]
+    return images
+
+
+def raw_events(
+    trace: Trace, events: Events, *, length: int = 128, padding: float = 100e-6
+) -> np.ndarray:
+    """Relative drop over each event and its padding, resampled to ``length`` points."""
+    pad = int(round(padding * trace.sampling_rate))
+    out = np.empty((len(events), length), np.float32)
+    for i in range(len(events)):
+        lo = max(0, int(events.start[i]) - pad)
+        hi = min(trace.current.size, int(events.end[i]) + pad)
+        segment = 1.0 - trace.current[lo:hi] / np.float32(events.open_current[i])
+        out[i] = np.interp(
+            np.linspace(0, segment.size - 1, length), np.arange(segment.size), segment
+        )
+    return out
+
+
+FEATURE_NAMES_MOMENTS = ("mean", "std", "skewness", "kurtosis", "log10_dwell", "blockade")
+
+
+def event_features(trace: Trace, events: Events) -> tuple[np.ndarray, list[str]]:
+    """catch22 features plus moments of each event, ``(N, 28)``, and their names."""
+    import pycatch22
+
+    rows, names = [], None
+    for i in range(len(events)):
+        b = 1.0 - trace.current[events.start[i] : events.end[i]] / np.float32(
+            events.open_current[i]
+        )
+        catch = pycatch22.catch22_all(b.astype(np.float64).tolist())
+        names = names or list(catch["names"])
+        moments = [
+            float(b.mean()),
+            float(b.std()),
+            float(scipy.stats.skew(b)) if b.std() > 0 else 0.0,
+            float(scipy.stats.kurtosis(b)) if b.std() > 0 else 0.0,
+            float(np.log10(events.dwell[i])),
+            float(events.blockade[i]),
+        ]
+        rows.append(list(catch["values"]) + moments)
+    features = np.nan_to_num(np.asarray(rows, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return features.astype(np.float32), (names or []) + list(FEATURE_NAMES_MOMENTS)
+
+
+def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Subtract the training mean and divide by its standard deviation (per feature, or one
+    number for images), applying the training statistics to ``others``."""
+    axis = 0 if train.ndim == 2 else None
+    mean = train.mean(axis=axis, keepdims=axis is not None)
+    std = train.std(axis=axis, keepdims=axis is not None)
+    std = np.where(std > 0, std, 1.0)
+    return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
+
+
+class _ResidualBlock(nn.Module):
+    features: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x):
+        groups = min(8, self.features)
+        y = nn.Conv(self.features, (3, 3), (self.stride, self.stride))(x)
+        y = nn.relu(nn.GroupNorm(num_groups=groups)(y))
+        y = nn.Conv(self.features, (3, 3))(y)
+        y = nn.GroupNorm(num_groups=groups)(y)
+        if x.shape[-1] != self.features or self.stride != 1:
+            x = nn.Conv(self.features, (1, 1), (self.stride, self.stride))(x)
+        return nn.relu(x + y)
+
+
+class ScaleogramResNet(nn.Module):
+    """Small ResNet: ``conv3×3 → [residual block]×len(widths) (stride 2 after the first) →
+    global average pool → Dense(n_classes)``. Inputs ``(N, H, W)`` or ``(N, H, W, C)``."""
+
+    widths: Sequence[int] = (16, 32, 64)
+    n_classes: int = 42
+
+    @nn.compact
+    def __call__(self, x):
+        if x.ndim == 3:
+            x = x[..., None]
+        x = nn.relu(nn.Conv(self.widths[0], (3, 3))(x))
+        for i, width in enumerate(self.widths):
+            x = _ResidualBlock(width, 1 if i == 0 else 2)(x)
+        return nn.Dense(self.n_classes, name="head")(x.mean(axis=(1, 2)))
+
+
+class EventCNN1D(nn.Module):
+    """``[Conv1D(k=7) → relu → max-pool 2]×len(widths) → global average pool → Dense``."""
+
+    widths: Sequence[int] = (16, 32, 64)
+    n_classes: int = 42
+
+    @nn.compact
+    def __call__(self, x):
+        if x.ndim == 2:
+            x = x[..., None]
+        for width in self.widths:
+            x = nn.relu(nn.Conv(width, (7,))(x))
+            x = nn.max_pool(x, (2,), (2,))
+        return nn.Dense(self.n_classes, name="head")(x.mean(axis=1))
+
+
+class FeatureMLP(nn.Module):
+    """``[Dense → relu]×len(hidden) → Dense(n_classes)`` on standardised features."""
+
+    hidden: Sequence[int] = (128, 128)
+    n_classes: int = 42
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(self.n_classes, name="head")(x)
+
+
+@dataclass
+class FitResult:
+    """Trained parameters and the mean training loss of every epoch."""
+
+    params: object
+    losses: list[float]
+
+
+def fit(
+    model: nn.Module,
+    params,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    key: jax.Array,
+    trainable: str = "all",
+    weight_decay: float = 1e-4,
+) -> FitResult:
+    """Minimise softmax cross-entropy with AdamW (cosine-decayed learning rate).
+
+    Each epoch is one jitted ``lax.scan`` over ``⌊N/batch⌋`` minibatches of a fresh
+    permutation (a different remainder is left out each epoch). ``trainable="head"`` updates
+    only the final ``head`` layer (the rest is frozen), ``"all"`` every parameter.
+    """
+    if trainable not in ("all", "head"):
+        raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"x has {x.shape[0]} samples and y {y.shape[0]}; need equal, > 0")
+    if not bool(jnp.all(jnp.isfinite(x))):
+        raise ValueError("training inputs contain NaN or inf")
+    batch_size = min(batch_size, x.shape[0])
+    n_batches = x.shape[0] // batch_size
+    schedule = optax.cosine_decay_schedule(learning_rate, epochs * n_batches)
+    optimizer = optax.adamw(schedule, weight_decay=weight_decay)
+    if trainable == "head":
+        labels = {
+            name: jax.tree_util.tree_map(
+                lambda _, n=name: "train" if n == "head" else "freeze", sub
+            )
+            for name, sub in params["params"].items()
+        }
+        optimizer = optax.multi_transform(
+            {"train": optimizer, "freeze": optax.set_to_zero()}, {"params": labels}
+        )
+    opt_state = optimizer.init(params)
+
+    def loss_fn(p, xb, yb):
+        logits = model.apply(p, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    def step(state, batch):
+        p, s = state
+        loss, grads = jax.value_and_grad(loss_fn)(p, *batch)
+        updates, s = optimizer.update(grads, s, p)
+        return (optax.apply_updates(p, updates), s), loss
+
+    @jax.jit
+    def epoch(p, s, k):
+        order = jax.random.permutation(k, x.shape[0])[: n_batches * batch_size]
+        order = order.reshape(n_batches, batch_size)
+        (p, s), losses = jax.lax.scan(step, (p, s), (x[order], y[order]))
+        return p, s, losses.mean()
+
+    losses = []
+    for e in range(epochs):
+        params, opt_state, loss = epoch(params, opt_state, jax.random.fold_in(key, e))
+        losses.append(float(loss))
+    if not np.isfinite(losses[-1]):
+        raise FloatingPointError(f"training diverged: loss {losses[-1]} after {epochs} epochs")
+    return FitResult(params=params, losses=losses)
+
+
+def predict_logits(model: nn.Module, params, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Logits ``(N, n_classes)`` in float64 (batched, jitted)."""
+    apply = jax.jit(model.apply)
+    out = [
+        np.asarray(apply(params, jnp.asarray(x[i : i + batch_size])))
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out).astype(np.float64)
+
+
+def accuracy_with_error(predictions: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Accuracy ``p`` and its binomial standard error ``√(p(1−p)/n)``."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if predictions.shape != labels.shape or labels.size == 0:
+        raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} must match")
+    p = float(np.mean(predictions == labels))
+    return p, float(np.sqrt(p * (1 - p) / labels.size))
+
+
+def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of samples whose label is among the ``k`` largest logits."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    if not 1 <= k <= logits.shape[1]:
+        raise ValueError(f"k must be in [1, {logits.shape[1]}], got {k}")
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """``C[i, j]`` = number of events of true class ``i`` predicted as ``j``."""
+    matrix = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(predictions)), 1)
+    return matrix
+
+
+def _softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    return scipy.special.softmax(np.asarray(logits, np.float64) / temperature, axis=1)
+
+
+def reliability(
+    logits: np.ndarray, labels: np.ndarray, n_bins: int = 15, temperature: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Per equal-width confidence bin: mean confidence, accuracy and count (empty bins: NaN)."""
+    probabilities = _softmax(logits, temperature)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore"):
+        mean_confidence = np.bincount(index, confidence, n_bins) / count
+        accuracy = np.bincount(index, correct.astype(float), n_bins) / count
+    return {"edges": edges, "confidence": mean_confidence, "accuracy": accuracy, "count": count}
+
+
+def expected_calibration_error(
+    logits: np.ndarray, labels: np.ndarray, n_bins: int = 15, temperature: float = 1.0
+) -> float:
+    """``ECE = Σ_b (n_b/N) |acc_b − conf_b|`` over ``n_bins`` equal-width confidence bins."""
+    bins = reliability(logits, labels, n_bins, temperature)
+    filled = bins["count"] > 0
+    weights = bins["count"][filled] / bins["count"].sum()
+    return float(np.sum(weights * np.abs(bins["accuracy"][filled] - bins["confidence"][filled])))
+
+
+def negative_log_likelihood(
+    logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0
+) -> float:
+    """Mean ``−ln softmax(z/T)_y``."""
+    z = np.asarray(logits, np.float64) / temperature
+    log_p = z - scipy.special.logsumexp(z, axis=1, keepdims=True)
+    return float(-np.mean(log_p[np.arange(len(labels)), np.asarray(labels)]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature ``T ∈ [0.05, 20]`` minimising the negative log-likelihood of ``softmax(z/T)``."""
+    result = scipy.optimize.minimize_scalar(
+        lambda log_t: negative_log_likelihood(logits, labels, float(np.exp(log_t))),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
+        options={"xatol": 1e-5},
+    )
+    return float(np.exp(result.x))
+
+
+def aggregated_accuracy(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    n_events: Sequence[int],
+    key: jax.Array,
+    n_trials: int = 2000,
+    temperature: float = 1.0,
+) -> dict[int, tuple[float, float]]:
+    """Accuracy (and binomial SE over trials) when ``k`` events of one class are classified
+    together: draw a class, ``k`` of its test events without replacement, and predict
+    ``argmax Σ_i ln p(c | event_i)``."""
+    log_p = scipy.special.log_softmax(np.asarray(logits, np.float64) / temperature, axis=1)
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    out = {}
+    for k in n_events:
+        eligible = [c for c in classes if np.sum(labels == c) >= k]
+        if not eligible:
+            raise ValueError(f"no class has {k} test events")
+        correct = 0
+        for _ in range(n_trials):
+            c = eligible[rng.integers(len(eligible))]
+            members = rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
+            correct += int(np.argmax(log_p[members].sum(axis=0)) == c)
+        p = correct / n_trials
+        out[int(k)] = (p, float(np.sqrt(p * (1 - p) / n_trials)))
+    return out

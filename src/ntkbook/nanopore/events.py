@@ -1,0 +1,267 @@
+"""From a current trace to translocation events: denoise, baseline, threshold, cut, extract.
+
+The steps follow the peptide paper's preprocessing:
+
+1. **Wavelet denoising** (:func:`denoise`): discrete wavelet transform with ``bior1.5``, hard
+   thresholding of the detail coefficients at ``t = k·σ̂·√(2 ln N)`` (``σ̂`` = median absolute
+   finest-level detail / 0.6745, the universal threshold scaled by ``k``), inverse transform.
+2. **Baseline** (:func:`baseline`): the open-pore level, a median per window linearly
+   interpolated between window centres, recomputed with event samples masked; ``σ`` is the
+   standard deviation of the open-pore samples around it.
+3. **Detection** (:func:`detect_events`): samples whose drop ``b(t) − x(t)`` exceeds
+   ``threshold_sigma·σ`` (3σ) form candidate runs; each run's edges move outward to the
+   half-depth crossings (half of the run's median drop), so a boundary sits where a
+   filtered step is half-way; runs shorter than ``min_dwell`` (80 µs) or whose mean drop is
+   below ``min_mean_sigma·σ`` (4σ) are dropped.
+
+An event reports ``start``/``end`` (samples, end exclusive), ``dwell = (end − start)/f_s``
+(seconds), the baseline ``I_0`` under it, its mean current and ``blockade = 1 − Ī/I_0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pywt
+
+from ntkbook.nanopore.simulate import Trace
+
+__all__ = [
+    "Events",
+    "denoise",
+    "baseline",
+    "detect_events",
+    "match_events",
+    "event_windows",
+]
+
+
+@dataclass(frozen=True)
+class Events:
+    """Detected events of one trace (arrays of equal length)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    dwell: np.ndarray
+    mean_current: np.ndarray
+    open_current: np.ndarray
+    blockade: np.ndarray
+    sampling_rate: float
+    noise_sigma: float
+    n_rejected_short: int = 0
+    n_rejected_shallow: int = 0
+
+    def __len__(self) -> int:
+        return int(self.start.size)
+
+    def select(self, mask: np.ndarray) -> Events:
+        """The events where ``mask`` is true (rejection counts are kept)."""
+        return Events(
+            self.start[mask],
+            self.end[mask],
+            self.dwell[mask],
+            self.mean_current[mask],
+            self.open_current[mask],
+            self.blockade[mask],
+            self.sampling_rate,
+            self.noise_sigma,
+            self.n_rejected_short,
+            self.n_rejected_shallow,
+        )
+
+
+def denoise(
+    current: np.ndarray, wavelet: str = "bior1.5", level: int = 4, threshold_scale: float = 1.0
+) -> np.ndarray:
+    """Hard-thresholded wavelet denoising (see the module docstring); same length as the input."""
+    x = np.asarray(current, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"current must be a non-empty 1-D array, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("current contains NaN or inf")
+    if threshold_scale < 0:
+        raise ValueError(f"threshold_scale must be >= 0, got {threshold_scale}")
+    max_level = pywt.dwt_max_level(x.size, pywt.Wavelet(wavelet).dec_len)
+    level = min(level, max_level)
+    if level < 1:
+        return x.astype(np.float32)
+    coefficients = pywt.wavedec(x, wavelet, level=level)
+    sigma = np.median(np.abs(coefficients[-1])) / 0.6745
+    threshold = threshold_scale * sigma * np.sqrt(2 * np.log(x.size))
+    coefficients[1:] = [pywt.threshold(c, threshold, mode="hard") for c in coefficients[1:]]
+    return pywt.waverec(coefficients, wavelet)[: x.size].astype(np.float32)
+
+
+def _window_median(x: np.ndarray, mask: np.ndarray, window: int) -> np.ndarray:
+    n_windows = max(1, int(np.ceil(x.size / window)))
+    centres, values = [], []
+    for w in range(n_windows):
+        lo, hi = w * window, min(x.size, (w + 1) * window)
+        kept = x[lo:hi][mask[lo:hi]]
+        if kept.size >= max(16, (hi - lo) // 10):
+            centres.append(0.5 * (lo + hi - 1))
+            values.append(np.median(kept))
+    if not values:
+        raise ValueError(
+            "no open-pore window to estimate the baseline from (the trace is blocked "
+            "almost everywhere, or baseline_window is too short)"
+        )
+    return np.interp(np.arange(x.size), centres, values).astype(np.float32)
+
+
+def baseline(x: np.ndarray, window: int, threshold_sigma: float = 3.0) -> tuple[np.ndarray, float]:
+    """Open-pore baseline (per-window medians, interpolated) and the open-pore noise ``σ``.
+
+    Two passes: the first uses all samples, the second masks samples more than
+    ``threshold_sigma·σ`` below the first baseline (and their neighbours within 16 samples).
+    """
+    everything = np.ones(x.size, bool)
+    level = _window_median(x, everything, window)
+    residual = x - level
+    sigma = 1.4826 * np.median(np.abs(residual - np.median(residual)))
+    blocked = residual < -threshold_sigma * max(sigma, 1e-12)
+    blocked = np.convolve(blocked, np.ones(33), mode="same") > 0
+    level = _window_median(x, ~blocked, window)
+    sigma = float(np.std((x - level)[~blocked]))
+    if not sigma > 0:
+        raise ValueError("open-pore noise is zero: the trace is constant")
+    return level, sigma
+
+
+def detect_events(
+    trace: Trace,
+    *,
+    threshold_sigma: float = 3.0,
+    min_dwell: float = 80e-6,
+    min_mean_sigma: float = 4.0,
+    baseline_window: float = 0.05,
+    denoise_wavelet: str | None = "bior1.5",
+) -> Events:
+    """Detect blockades (current drops) in ``trace``; see the module docstring for each step."""
+    if not isinstance(trace, Trace):
+        raise TypeError(f"trace must be a Trace, got {type(trace).__name__}")
+    for name, value in (
+        ("threshold_sigma", threshold_sigma),
+        ("min_mean_sigma", min_mean_sigma),
+        ("baseline_window", baseline_window),
+    ):
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if min_dwell < 0:
+        raise ValueError(f"min_dwell must be >= 0, got {min_dwell}")
+    fs = trace.sampling_rate
+    raw = np.asarray(trace.current, dtype=np.float32)
+    x = denoise(raw, denoise_wavelet) if denoise_wavelet else raw
+    window = max(64, int(round(baseline_window * fs)))
+    level, sigma = baseline(x, window, threshold_sigma)
+    drop = level - x
+    below = drop > threshold_sigma * sigma
+    edges = np.diff(below.astype(np.int8), prepend=0, append=0)
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+
+    refined_start = np.empty_like(starts)
+    refined_end = np.empty_like(ends)
+    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        half = 0.5 * np.median(drop[s:e])
+        lo = s
+        while lo > 0 and drop[lo - 1] > half:
+            lo -= 1
+        while lo < e - 1 and drop[lo] < half:
+            lo += 1
+        hi = e
+        while hi < x.size and drop[hi] > half:
+            hi += 1
+        while hi > lo + 1 and drop[hi - 1] < half:
+            hi -= 1
+        refined_start[i], refined_end[i] = lo, hi
+    # Runs that meet after refinement (one event split by a noise spike) are merged.
+    if refined_start.size:
+        keep_start = [refined_start[0]]
+        keep_end = [refined_end[0]]
+        for s, e in zip(refined_start[1:], refined_end[1:], strict=True):
+            if s <= keep_end[-1]:
+                keep_end[-1] = max(keep_end[-1], e)
+            else:
+                keep_start.append(s)
+                keep_end.append(e)
+        starts, ends = np.asarray(keep_start), np.asarray(keep_end)
+    else:
+        starts, ends = refined_start, refined_end
+
+    dwell = (ends - starts) / fs
+    csum = np.concatenate([[0.0], np.cumsum(raw, dtype=np.float64)])
+    mean_current = (csum[ends] - csum[starts]) / np.maximum(ends - starts, 1)
+    open_current = level[starts].astype(np.float64)
+    mean_drop = open_current - mean_current
+    short = dwell < min_dwell
+    shallow = ~short & (mean_drop < min_mean_sigma * sigma)
+    keep = ~short & ~shallow
+    return Events(
+        start=starts[keep].astype(np.int64),
+        end=ends[keep].astype(np.int64),
+        dwell=dwell[keep],
+        mean_current=mean_current[keep],
+        open_current=open_current[keep],
+        blockade=(mean_drop / open_current)[keep],
+        sampling_rate=fs,
+        noise_sigma=sigma,
+        n_rejected_short=int(short.sum()),
+        n_rejected_shallow=int(shallow.sum()),
+    )
+
+
+def match_events(events: Events, true_start: np.ndarray, true_end: np.ndarray) -> np.ndarray:
+    """Index of the true event overlapping each detected event most, or −1 if none overlaps."""
+    true_start = np.asarray(true_start)
+    true_end = np.asarray(true_end)
+    order = np.argsort(true_start)
+    ts, te = true_start[order], true_end[order]
+    match = np.full(len(events), -1, dtype=np.int64)
+    for i, (s, e) in enumerate(zip(events.start, events.end, strict=True)):
+        j0 = max(0, np.searchsorted(ts, s, side="right") - 1)
+        j1 = np.searchsorted(ts, e, side="left")
+        best, best_overlap = -1, 0
+        for j in range(j0, max(j1, j0 + 1)):
+            if j >= ts.size:
+                break
+            overlap = min(e, te[j]) - max(s, ts[j])
+            if overlap > best_overlap:
+                best, best_overlap = j, overlap
+        match[i] = order[best] if best >= 0 else -1
+    return match
+
+
+def event_windows(
+    events: Events,
+    n_samples: int,
+    padding: float,
+    buckets: tuple[int, ...] = (512, 2048, 8192),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Context windows for extraction: ``(window_start, bucket_length, crop)`` per event.
+
+    Each event is shown with ``padding`` seconds of open pore on each side (the *crop*, in
+    window coordinates ``[lo, hi)``); it is transformed inside a longer window of the smallest
+    bucket length that holds the crop, centred on the event and shifted to stay inside the
+    trace, so transforms run on a few fixed lengths and see real context instead of padding.
+    """
+    pad = int(round(padding * events.sampling_rate))
+    lo = events.start - pad
+    hi = events.end + pad
+    length = hi - lo
+    bucket = np.asarray(buckets)[np.minimum(np.searchsorted(buckets, length), len(buckets) - 1)]
+    too_long = length > bucket
+    if np.any(too_long):
+        raise ValueError(
+            f"{int(too_long.sum())} event(s) longer than the largest bucket {buckets[-1]} "
+            f"samples (longest {int(length.max())}); add a bucket"
+        )
+    if np.any(bucket > n_samples):
+        raise ValueError(f"trace of {n_samples} samples is shorter than a window of {bucket.max()}")
+    centre = (lo + hi) // 2
+    window_start = np.clip(centre - bucket // 2, 0, n_samples - bucket)
+    crop = np.stack([lo - window_start, hi - window_start], axis=1)
+    if np.any(crop[:, 0] < 0) or np.any(crop[:, 1] > bucket):
+        raise ValueError("an event with its padding runs past the start or end of the trace")
+    return window_start, bucket, crop

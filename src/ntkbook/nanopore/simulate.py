@@ -1,0 +1,338 @@
+"""A synthetic nanopore recording of peptide translocations: 42 classes in one continuous trace.
+
+**Synthetic.** The measured data of the peptide paper is not public; this simulator produces a
+trace with the physics that the classification pipeline has to cope with, and every parameter
+of :class:`PoreParameters` says where its magnitude comes from. Magnitudes marked *assumed* are
+choices of this book within the ranges the cited sources describe, not measured values.
+
+Classes: 6 peptide ladders × 7 lengths (4- to 10-mer), class index ``7·ladder + (length − 4)``,
+so sorting by index sorts by ladder, then length. The recorded current is
+
+``I(t) = H * [ I_0(t) · r(t) + n_blocked(t) ] + n(t) + m(t)``
+
+with ``I_0(t) = I_0 (1 + d·t)`` the open-pore current with linear drift ``d``, ``r(t) = 1`` when
+the pore is open and ``r(t) = ρ_e + a_ℓ (σ(t) − ½)`` during event ``e`` (``ρ_e`` the event's
+residual-current level, ``σ(t) ∈ {0, 1}`` a two-state Markov chain of sub-levels switching at
+rate ``k_ℓ`` per state, ``a_ℓ`` its amplitude), ``n_blocked`` extra white noise inside events,
+``H`` the Bessel low-pass filter of the amplifier, ``n`` noise with one-sided power spectral
+density ``S(f) = A/f + B + C f + D f²`` (flicker, white, dielectric, capacitive;
+Rosenstein et al. 2012) shaped by ``H`` as well, and ``m`` mains pickup.
+
+Per event: residual level ``ρ_e ~ N(ρ̄_c, (overlap · Δρ_ladder)²)``, dwell ``τ_e ~ Exp(τ̄_c)``,
+gap to the next event ``~ Exp(mean_gap)``. Class means: ``ρ̄ = ρ_10mer + Δρ_length·(10 − length) +
+Δρ_ladder·ladder``, so longer peptides block more and neighbouring ladders interleave.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import jax
+import numpy as np
+import scipy.signal
+
+__all__ = [
+    "N_LADDERS",
+    "LENGTHS",
+    "N_CLASSES",
+    "CLASS_NAMES",
+    "PoreParameters",
+    "Trace",
+    "SimulatedRecording",
+    "class_index",
+    "class_levels",
+    "class_dwell_means",
+    "noise_psd",
+    "bessel_response",
+    "group_delay",
+    "simulate",
+]
+
+N_LADDERS = 6
+LENGTHS = tuple(range(4, 11))
+N_CLASSES = N_LADDERS * len(LENGTHS)
+LADDER_NAMES = tuple("ABCDEF")
+CLASS_NAMES = tuple(f"{ladder}{length}" for ladder in LADDER_NAMES for length in LENGTHS)
+
+
+def class_index(ladder: int, length: int) -> int:
+    """Class index ``7·ladder + (length − 4)`` (ladder 0–5, length 4–10)."""
+    if not (0 <= ladder < N_LADDERS) or length not in LENGTHS:
+        raise ValueError(f"no class for ladder {ladder}, length {length}")
+    return ladder * len(LENGTHS) + LENGTHS.index(length)
+
+
+@dataclass(frozen=True)
+class PoreParameters:
+    """Physical parameters of the synthetic recording (SI units: s, Hz, pA)."""
+
+    sampling_rate: float = 250e3
+    """Hz. Aerolysin recordings are sampled at up to 1 MHz (Ouldali et al. 2020); 250 kHz keeps
+    the CPU cost low and still oversamples the 10 kHz filter 25×."""
+    filter_cutoff: float = 10e3
+    """Hz, −3 dB point of the amplifier's low-pass (10 kHz, Ouldali et al. 2020)."""
+    filter_order: int = 4
+    """Poles of the Bessel filter (4-pole, Ouldali et al. 2020)."""
+    open_pore_current: float = 250.0
+    """pA, open-pore current ``I_0``. Assumed order of magnitude for aerolysin in 4 M KCl at
+    −50 mV (the conditions of Ouldali et al. 2020); the pipeline works with ``I/I_0``, so only
+    the ratio to the noise matters."""
+    drift: float = 0.005
+    """1/s, relative linear drift of ``I_0`` (assumed; baseline drift is named among the
+    artefacts of real recordings in Ouldali et al. 2020)."""
+    mains_amplitude: float = 0.3
+    """pA, 50 Hz pickup (assumed)."""
+    flicker: float = 1e-3
+    """``A`` in pA², flicker (1/f) term of the noise PSD (Rosenstein et al. 2012; assumed value)."""
+    white: float = 1e-4
+    """``B`` in pA²/Hz, white term (thermal and shot noise; Rosenstein et al. 2012). With the
+    other terms it gives about 1 pA RMS in a 10 kHz band (assumed)."""
+    dielectric: float = 1e-9
+    """``C`` in pA²/Hz², dielectric (∝ f) term (Rosenstein et al. 2012; assumed value)."""
+    capacitive: float = 1e-12
+    """``D`` in pA²/Hz³, capacitive (∝ f²) term, equal to the white term at 10 kHz
+    (Rosenstein et al. 2012; assumed value)."""
+    blocked_variance_ratio: float = 3.0
+    """Variance of the blocked state over the open state's (about 3×, Ouldali et al. 2020)."""
+    level_10mer: float = 0.385
+    """``ρ_10mer``, residual current ``I/I_0`` of the longest peptide of ladder 0 (an example
+    value of Ouldali et al. 2020 is ``I/I_0 ≈ 0.385``)."""
+    level_step_length: float = 0.06
+    """``Δρ_length``, change of ``I/I_0`` per amino acid (longer peptides block more: size
+    discrimination in aerolysin, Ouldali et al. 2020; the step is assumed)."""
+    level_step_ladder: float = 0.01
+    """``Δρ_ladder``, offset between ladders (assumed; ladders interleave, so the 42 mean levels
+    are 0.01 apart and overlap as in the blockade histograms of Hoßbach et al. 2024)."""
+    overlap: float = 0.5
+    """Class overlap: event-to-event standard deviation of ``ρ_e`` in units of
+    ``Δρ_ladder``, the spacing between neighbouring class means. The one knob for how hard the
+    task is (at 0.5, neighbours are 2σ apart); the chapter reports accuracy against it."""
+    dwell_mean: float = 250e-6
+    """s, mean dwell ``τ̄`` of a 4-mer of ladder 0 (dwell times are exponential, µs–ms;
+    Ouldali et al. 2020). Longer peptides dwell longer: ``τ̄ ·(1 + 0.2(length − 4))(1 + 0.1
+    ladder)`` (assumed)."""
+    mean_gap: float = 2e-3
+    """s, mean open-pore time between events (capture rate; assumed)."""
+    switch_rate: float = 500.0
+    """Hz, sub-level switching rate of ladder 0; ladder ℓ switches at ``1.8^ℓ`` times this
+    (0.5–9.4 kHz) (sub-level fluctuations inside blockades, Hoßbach et al. 2024; assumed)."""
+    switch_amplitude: float = 0.02
+    """``a_ℓ`` in units of ``I_0``: the two sub-levels are ``ρ_e ± a/2`` (assumed)."""
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"PoreParameters.{name} must be a finite number, got {value!r}")
+        positive = (
+            "sampling_rate filter_cutoff filter_order open_pore_current dwell_mean mean_gap "
+            "switch_rate blocked_variance_ratio level_step_length level_step_ladder"
+        ).split()
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(
+                    f"PoreParameters.{name} must be positive, got {getattr(self, name)}"
+                )
+        for name in "flicker white dielectric capacitive overlap mains_amplitude".split():
+            if getattr(self, name) < 0:
+                raise ValueError(f"PoreParameters.{name} must be >= 0, got {getattr(self, name)}")
+        if self.blocked_variance_ratio < 1:
+            raise ValueError("blocked_variance_ratio must be >= 1")
+        if self.filter_cutoff >= self.sampling_rate / 2:
+            raise ValueError(
+                f"filter_cutoff {self.filter_cutoff} Hz must be below Nyquist "
+                f"({self.sampling_rate / 2} Hz)"
+            )
+
+    def with_changes(self, **changes) -> PoreParameters:
+        """A copy with some fields changed; unknown names are an error."""
+        unknown = set(changes) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown PoreParameters field(s): {sorted(unknown)}")
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A current trace in pA sampled at ``sampling_rate`` Hz."""
+
+    current: np.ndarray
+    sampling_rate: float
+    synthetic: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        current = np.asarray(self.current)
+        if current.ndim != 1:
+            raise ValueError(f"trace current must be 1-D, got shape {current.shape}")
+        if current.size == 0:
+            raise ValueError("trace is empty (0 samples)")
+        if not np.issubdtype(current.dtype, np.floating):
+            raise ValueError(f"trace current must be floating point, got {current.dtype}")
+        bad = np.flatnonzero(~np.isfinite(current))
+        if bad.size:
+            raise ValueError(
+                f"trace contains {bad.size} NaN/inf sample(s), first at index {bad[0]}"
+            )
+        if not (math.isfinite(self.sampling_rate) and self.sampling_rate > 0):
+            raise ValueError(f"sampling_rate must be positive, got {self.sampling_rate}")
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.current.size / self.sampling_rate
+
+
+@dataclass(frozen=True)
+class SimulatedRecording:
+    """A synthetic trace and its ground truth, one entry per translocation event.
+
+    ``start``/``end`` (exclusive) are sample indices where the event appears in the recorded
+    (filtered) trace: the ideal boundaries shifted by the filter's group delay.
+    """
+
+    trace: Trace
+    start: np.ndarray
+    end: np.ndarray
+    label: np.ndarray
+    level: np.ndarray
+    parameters: PoreParameters = field(default_factory=PoreParameters)
+
+
+def class_levels(params: PoreParameters) -> np.ndarray:
+    """Mean residual current ``ρ̄_c = I/I_0`` of every class, shape ``(42,)``."""
+    ladder, length = np.divmod(np.arange(N_CLASSES), len(LENGTHS))
+    length = length + LENGTHS[0]
+    return (
+        params.level_10mer
+        + params.level_step_length * (LENGTHS[-1] - length)
+        + params.level_step_ladder * ladder
+    )
+
+
+def class_dwell_means(params: PoreParameters) -> np.ndarray:
+    """Mean dwell ``τ̄_c`` in seconds of every class, shape ``(42,)``."""
+    ladder, length = np.divmod(np.arange(N_CLASSES), len(LENGTHS))
+    return params.dwell_mean * (1 + 0.2 * length) * (1 + 0.1 * ladder)
+
+
+def noise_psd(frequency: np.ndarray, params: PoreParameters) -> np.ndarray:
+    """One-sided ``S(f) = A/f + B + C f + D f²`` in pA²/Hz (0 at ``f = 0``)."""
+    f = np.asarray(frequency, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        flicker = np.where(f > 0, params.flicker / np.where(f > 0, f, 1.0), 0.0)
+    psd = flicker + params.white + params.dielectric * f + params.capacitive * f**2
+    return np.where(f > 0, psd, 0.0)
+
+
+def bessel_response(frequency: np.ndarray, params: PoreParameters) -> np.ndarray:
+    """Complex response ``H(f)`` of the analog Bessel low-pass (−3 dB at ``filter_cutoff``)."""
+    b, a = scipy.signal.bessel(
+        int(params.filter_order), 2 * np.pi * params.filter_cutoff, analog=True, norm="mag"
+    )
+    _, h = scipy.signal.freqs(b, a, worN=2 * np.pi * np.asarray(frequency, dtype=np.float64))
+    return h
+
+
+def group_delay(params: PoreParameters) -> float:
+    """Low-frequency group delay ``−dφ/dω`` of the Bessel filter, in seconds."""
+    f = np.array([0.0, params.filter_cutoff * 1e-3])
+    phase = np.unwrap(np.angle(bessel_response(f, params)))
+    return float(-(phase[1] - phase[0]) / (2 * np.pi * (f[1] - f[0])))
+
+
+def simulate(
+    key: jax.Array,
+    n_events_per_class: int,
+    params: PoreParameters | None = None,
+    classes: tuple[int, ...] | None = None,
+) -> SimulatedRecording:
+    """Simulate one continuous synthetic trace with ``n_events_per_class`` events of each class.
+
+    Event order is a random permutation of the balanced label list. ``classes`` restricts the
+    recording to some classes (a single-ladder run, say); by default all 42.
+    """
+    params = params or PoreParameters()
+    if not isinstance(n_events_per_class, int) or n_events_per_class < 1:
+        raise ValueError(f"n_events_per_class must be a positive int, got {n_events_per_class!r}")
+    classes = tuple(range(N_CLASSES)) if classes is None else tuple(classes)
+    if not classes or any(not (0 <= c < N_CLASSES) for c in classes):
+        raise ValueError(f"classes must be indices in [0, {N_CLASSES}), got {classes}")
+    fs = params.sampling_rate
+    # One jax.random key seeds a NumPy generator: the same key gives the same trace, and the
+    # bulk draws avoid compiling a JAX sampler for every trace length.
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    labels = np.repeat(np.asarray(classes), n_events_per_class)
+    labels = labels[rng.permutation(labels.size)]
+    n = labels.size
+
+    dwell = rng.exponential(size=n) * class_dwell_means(params)[labels]
+    dwell_samples = np.maximum(1, np.round(dwell * fs)).astype(np.int64)
+    gap = rng.exponential(size=n + 1) * params.mean_gap
+    gap_samples = np.maximum(1, np.round(gap * fs)).astype(np.int64)
+    sigma = params.overlap * params.level_step_ladder
+    level = class_levels(params)[labels] + sigma * rng.standard_normal(n)
+
+    # Margins on both sides absorb the circular edge of the FFT filter; they are cut afterwards.
+    margin = int(round(10e-3 * fs))
+    starts = (
+        margin + np.cumsum(gap_samples[:n]) + np.concatenate([[0], np.cumsum(dwell_samples)[:-1]])
+    )
+    ends = starts + dwell_samples
+    total = int(ends[-1] + gap_samples[n] + 2 * margin)
+
+    # Per-sample event index (-1 open) via the sorted boundaries.
+    idx = np.arange(total)
+    event_of = np.searchsorted(starts, idx, side="right") - 1
+    inside = (event_of >= 0) & (idx < ends[np.maximum(event_of, 0)])
+    event_of = np.where(inside, event_of, -1)
+    ladder = labels // len(LENGTHS)
+
+    # Two-state chain with equal rates k per state: per sample, a switch happens with
+    # probability k/fs, and the state is the parity of the number of switches so far.
+    rate = params.switch_rate * 1.8 ** ladder[np.maximum(event_of, 0)]
+    switch_probability = np.where(inside, np.minimum(rate / fs, 0.5), 0.0)
+    uniform = rng.random(total)
+    state = np.cumsum(uniform < switch_probability) % 2
+
+    relative = np.where(
+        inside, level[np.maximum(event_of, 0)] + params.switch_amplitude * (state - 0.5), 1.0
+    )
+    time = idx / fs
+    open_current = params.open_pore_current * (1 + params.drift * time)
+    ideal = open_current * relative
+
+    frequency = np.fft.rfftfreq(total, 1 / fs)
+    response = bessel_response(frequency, params)
+    psd = noise_psd(frequency, params)
+    white = rng.standard_normal(total)
+    noise_spectrum = np.fft.rfft(white) * np.sqrt(psd * fs / 2)
+    # Extra white noise in the blocked state so that its filtered variance is
+    # blocked_variance_ratio times the open state's.
+    open_variance = np.sum(psd * np.abs(response) ** 2) * (frequency[1] - frequency[0])
+    bandwidth = np.sum(np.abs(response) ** 2) * (frequency[1] - frequency[0])
+    extra_psd = (params.blocked_variance_ratio - 1) * open_variance / bandwidth
+    blocked_noise = np.where(inside, rng.standard_normal(total) * np.sqrt(extra_psd * fs / 2), 0.0)
+    recorded_spectrum = (np.fft.rfft(ideal + blocked_noise) + noise_spectrum) * response
+    recorded = np.fft.irfft(recorded_spectrum, n=total)
+    recorded += params.mains_amplitude * np.sin(2 * np.pi * 50.0 * time)
+
+    delay = int(round(group_delay(params) * fs))
+    keep = slice(margin, total - margin)
+    trace = Trace(
+        current=recorded[keep].astype(np.float32),
+        sampling_rate=fs,
+        synthetic=True,
+        description=(
+            f"synthetic nanopore trace, {n} events of {len(classes)} classes, "
+            f"{(total - 2 * margin) / fs:.2f} s at {fs / 1e3:g} kHz"
+        ),
+    )
+    return SimulatedRecording(
+        trace=trace,
+        start=starts - margin + delay,
+        end=ends - margin + delay,
+        label=labels,
+        level=level,
+        parameters=params,
+    )
