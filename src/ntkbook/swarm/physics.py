@@ -61,6 +61,7 @@ __all__ = [
     "diffusion_coefficients",
     "make_physics",
     "init_swimmers",
+    "minimum_image",
     "wca_forces",
     "step",
     "advance",
