@@ -81,19 +81,6 @@ def policy_map(actor_params, low: float = -1.0, high: float = 1.0, n: int = 41):
     return np.asarray(grid[:, 0]), np.asarray(ppo.policy_probabilities(actor_params, grid))
 
 
-def _run_lengths(mask: np.ndarray) -> list[int]:
-    runs, current = [], 0
-    for flag in mask:
-        if flag:
-            current += 1
-        elif current:
-            runs.append(current)
-            current = 0
-    if current:
-        runs.append(current)
-    return runs
-
-
 def action_statistics(observations, actions) -> dict:
     """Statistics of one deployment (``observations (T, n, 1)``, ``actions (T, n)``).
 
@@ -112,13 +99,15 @@ def action_statistics(observations, actions) -> dict:
         return float(translate[mask].mean()) if mask.any() else 0.0
 
     rise, fall = conditional(obs > 0), conditional(obs < 0)
-    runs = [r for agent in translate.T for r in _run_lengths(agent)]
+    # a run starts where an agent translates after not translating (or at t = 0)
+    starts = translate & ~np.concatenate([np.zeros_like(translate[:1]), translate[:-1]], axis=0)
+    n_runs = int(starts.sum())
     return {
         "fractions": fractions,
         "translate_given_rise": rise,
         "translate_given_fall": fall,
         "responsiveness": rise - fall,
-        "mean_run": float(np.mean(runs)) if runs else 0.0,
+        "mean_run": float(translate.sum()) / n_runs if n_runs else 0.0,
     }
 
 
