@@ -1,0 +1,98 @@
+"""Classifier metrics against direct formulas; fine-tuning the head leaves the body unchanged."""
+
+import jax
+import numpy as np
+import pytest
+import scipy.special
+
+from ntkbook.nanopore import classify
+from ntkbook.nanopore.simulate import PoreParameters
+from ntkbook.nanopore.transfer import few_shot_indices, hardware_shift
+
+
+@pytest.fixture(scope="module")
+def logits_labels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 400)
+    logits = rng.normal(size=(400, 5)) * 2
+    logits[np.arange(400), labels] += rng.normal(1.0, 1.0, 400)
+    return logits, labels
+
+
+def test_top_k_and_confusion(logits_labels):
+    logits, labels = logits_labels
+    rank = (logits > logits[np.arange(len(labels)), labels][:, None]).sum(axis=1)
+    for k in (1, 2, 5):
+        assert classify.top_k_accuracy(logits, labels, k) == pytest.approx(np.mean(rank < k))
+    matrix = classify.confusion_matrix(labels, logits.argmax(1), 5)
+    assert matrix.sum() == 400 and np.trace(matrix) == np.sum(logits.argmax(1) == labels)
+    p, se = classify.accuracy_with_error(logits.argmax(1), labels)
+    assert se == pytest.approx(np.sqrt(p * (1 - p) / 400))
+
+
+def test_ece_direct_formula(logits_labels):
+    logits, labels = logits_labels
+    prob = scipy.special.softmax(logits, axis=1)
+    conf, correct = prob.max(1), prob.argmax(1) == labels
+    ece = 0.0
+    for lo, hi in zip(np.linspace(0, 1, 11)[:-1], np.linspace(0, 1, 11)[1:], strict=True):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+    assert classify.expected_calibration_error(logits, labels, n_bins=10) == pytest.approx(ece)
+
+
+def test_temperature_scaling_recovers_known_temperature():
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(size=(4000, 6)) * 2
+    labels = np.array([rng.choice(6, p=p) for p in scipy.special.softmax(true_logits, axis=1)])
+    # A model three times over-confident: T = 3 undoes it.
+    t = classify.fit_temperature(3 * true_logits, labels)
+    assert t == pytest.approx(3.0, rel=0.1)
+    nll = [
+        classify.negative_log_likelihood(3 * true_logits, labels, s) for s in (t * 0.9, t, t * 1.1)
+    ]
+    assert nll[1] <= min(nll[0], nll[2])
+
+
+def test_aggregation_of_perfect_and_useless_models():
+    labels = np.repeat(np.arange(4), 10)
+    perfect = np.eye(4)[labels] * 10
+    out = classify.aggregated_accuracy(perfect, labels, [1, 3], jax.random.key(0), n_trials=200)
+    assert out[1][0] == 1.0 and out[3][0] == 1.0
+    with pytest.raises(ValueError, match="no class has 11"):
+        classify.aggregated_accuracy(perfect, labels, [11], jax.random.key(0))
+
+
+def test_head_fine_tuning_freezes_the_body():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    model = classify.FeatureMLP(hidden=(16,), n_classes=2)
+    params = model.init(jax.random.key(0), x[:1])
+    tuned = classify.fit(
+        model,
+        params,
+        x,
+        y,
+        epochs=3,
+        batch_size=16,
+        learning_rate=1e-2,
+        key=jax.random.key(1),
+        trainable="head",
+    )
+    body_before = params["params"]["Dense_0"]["kernel"]
+    np.testing.assert_array_equal(tuned.params["params"]["Dense_0"]["kernel"], body_before)
+    assert not np.allclose(
+        tuned.params["params"]["head"]["kernel"], params["params"]["head"]["kernel"]
+    )
+
+
+def test_few_shot_and_shift():
+    labels = np.repeat(np.arange(3), 5)
+    chosen = few_shot_indices(labels, 2, jax.random.key(0))
+    assert np.all(np.bincount(labels[chosen]) == 2)
+    with pytest.raises(ValueError, match="fewer than shots"):
+        few_shot_indices(labels, 6, jax.random.key(0))
+    shifted = hardware_shift(PoreParameters(), noise_factor=2.0)
+    assert shifted.white == pytest.approx(2 * PoreParameters().white)

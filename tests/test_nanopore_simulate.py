@@ -1,0 +1,83 @@
+"""The synthetic recording: reproducible, balanced, and with the documented physics."""
+
+import jax
+import numpy as np
+import pytest
+
+from ntkbook.nanopore.simulate import (
+    N_CLASSES,
+    PoreParameters,
+    class_index,
+    class_levels,
+    group_delay,
+    noise_psd,
+    simulate,
+)
+
+
+@pytest.fixture(scope="module")
+def recording():
+    return simulate(jax.random.key(0), 6)
+
+
+def test_same_key_same_trace_and_balanced(recording):
+    again = simulate(jax.random.key(0), 6)
+    np.testing.assert_array_equal(recording.trace.current, again.trace.current)
+    assert recording.trace.synthetic
+    assert np.all(np.bincount(recording.label, minlength=N_CLASSES) == 6)
+    assert not np.array_equal(simulate(jax.random.key(1), 6).trace.current, recording.trace.current)
+
+
+def test_levels_and_open_current(recording):
+    params = recording.parameters
+    x = recording.trace.current
+    # Open pore away from events: I_0 within drift and noise.
+    open_mask = np.ones(x.size, bool)
+    for s, e in zip(recording.start, recording.end, strict=True):
+        open_mask[max(0, s - 50) : e + 50] = False
+    assert np.median(x[open_mask]) == pytest.approx(params.open_pore_current, rel=0.02)
+    # Long events: the mean current over the plateau is I_0·ρ_e within noise and sub-levels.
+    long = np.flatnonzero(recording.end - recording.start > 100)
+    measured = (
+        np.array([x[recording.start[i] + 20 : recording.end[i] - 20].mean() for i in long])
+        / params.open_pore_current
+    )
+    assert np.median(np.abs(measured - recording.level[long])) < params.switch_amplitude
+
+
+def test_class_ordering_and_group_delay():
+    params = PoreParameters()
+    levels = class_levels(params)
+    assert class_index(0, 10) == 6 and class_index(5, 4) == 35
+    assert levels[class_index(0, 10)] == pytest.approx(params.level_10mer)
+    assert levels[class_index(0, 4)] > levels[class_index(0, 10)]  # longer blocks more
+    # 4-pole Bessel, −3 dB at 10 kHz: DC group delay ≈ 2.11/(2π f_c) (normalised table value).
+    assert group_delay(params) == pytest.approx(
+        2.114 / (2 * np.pi * params.filter_cutoff), rel=0.01
+    )
+
+
+def test_noise_spectrum_of_open_trace():
+    """Open-pore noise power in 1–5 kHz matches ∫ S(f)|H(f)|² df."""
+    params = PoreParameters(mean_gap=10.0, drift=0.0, mains_amplitude=0.0)  # no events
+    rec = simulate(jax.random.key(3), 1, params, classes=(0,))
+    x = rec.trace.current[: 2**17].astype(np.float64)
+    x = x - x.mean()
+    spectrum = np.abs(np.fft.rfft(x)) ** 2 * 2 / (x.size * params.sampling_rate)
+    f = np.fft.rfftfreq(x.size, 1 / params.sampling_rate)
+    band = (f > 1e3) & (f < 5e3)
+    from ntkbook.nanopore.simulate import bessel_response
+
+    expected = noise_psd(f[band], params) * np.abs(bessel_response(f[band], params)) ** 2
+    assert spectrum[band].mean() == pytest.approx(expected.mean(), rel=0.05)
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="filter_cutoff"):
+        PoreParameters(filter_cutoff=200e3)
+    with pytest.raises(ValueError, match="overlap"):
+        PoreParameters(overlap=-1)
+    with pytest.raises(ValueError, match="unknown PoreParameters"):
+        PoreParameters().with_changes(temperature=300)
+    with pytest.raises(ValueError, match="n_events_per_class"):
+        simulate(jax.random.key(0), 0)
