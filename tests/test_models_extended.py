@@ -112,7 +112,7 @@ def test_autoencoder_computes_what_it_says():
 
 
 def test_autoencoder_ntk_matches_brute_force():
-    model = AutoEncoder(hidden=(6, 4), latent=3, param_dtype=F64)
+    model = AutoEncoder(hidden=(6,), latent=3, param_dtype=F64)
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 12), F64)
     params = model.init(jax.random.PRNGKey(1), x)
     reference = reference_ntk(lambda p: model.apply(p, x), params)
