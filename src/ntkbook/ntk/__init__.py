@@ -1,6 +1,6 @@
 """The empirical neural tangent kernel: exact and matrix-free, with its spectral measures."""
 
-from ntkbook.ntk import matfree, spectrum
+from ntkbook.ntk import matfree, spectrum, subsample
 from ntkbook.ntk.kernel import (
     METHODS,
     NTKFunction,
@@ -24,6 +24,12 @@ from ntkbook.ntk.spectrum import (
     self_entropy,
     trace,
 )
+from ntkbook.ntk.subsample import (
+    SubsampledMeasures,
+    SubsampleRecorder,
+    draw_subsets,
+    subsampled_measures,
+)
 
 __all__ = [
     "METHODS",
@@ -46,4 +52,9 @@ __all__ = [
     "effective_rank",
     "covariance_entropy",
     "self_entropy",
+    "subsample",
+    "SubsampledMeasures",
+    "SubsampleRecorder",
+    "draw_subsets",
+    "subsampled_measures",
 ]
