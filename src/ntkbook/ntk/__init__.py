@@ -1,6 +1,7 @@
 """The empirical neural tangent kernel: exact and matrix-free, with its spectral measures."""
 
-from ntkbook.ntk import matfree, spectrum, subsample
+from ntkbook.ntk import feature_learning, matfree, spectrum, subsample
+from ntkbook.ntk.feature_learning import kernel_target_alignment, relative_kernel_change
 from ntkbook.ntk.kernel import (
     METHODS,
     NTKFunction,
@@ -53,6 +54,9 @@ __all__ = [
     "covariance_entropy",
     "self_entropy",
     "subsample",
+    "feature_learning",
+    "relative_kernel_change",
+    "kernel_target_alignment",
     "SubsampledMeasures",
     "SubsampleRecorder",
     "draw_subsets",
