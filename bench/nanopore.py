@@ -15,22 +15,12 @@ Run: ``python bench/nanopore.py`` (about a minute on 2 CPU cores). Timings are t
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import pywt
+from _timing import best_time
 
 from ntkbook.nanopore.cwt import cwt
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import best_time
 
 from ntkbook.swarm import analysis, physics, ppo, tasks
 
@@ -40,16 +41,6 @@ def numpy_engine(positions, theta, speed, omega, coeffs, dt, n_steps, box, rng):
         np.mod(positions, box, out=positions)
         theta = np.mod(theta + omega * dt + s_rot * xi[:, 2], 2 * np.pi)
     return positions, theta
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def engine(args) -> None:
