@@ -81,3 +81,22 @@ def test_bad_parameters():
         PoreParameters().with_changes(temperature=300)
     with pytest.raises(ValueError, match="n_events_per_class"):
         simulate(jax.random.key(0), 0)
+
+
+def test_detected_events_keep_their_labels(recording):
+    """Labelling detections by overlap with the simulated events: lost (too short) or merged
+    events cannot shift labels, so each matched detection measures its own event's level."""
+    from ntkbook.nanopore.events import detect_events, match_events
+
+    detected = detect_events(recording.trace)
+    match = match_events(detected, recording.start, recording.end)
+    assert np.all(match >= 0)
+    assert np.unique(match).size == match.size
+    # Boundaries within a sample or two of the simulated ones (group delay included).
+    assert np.percentile(np.abs(detected.start - recording.start[match]), 95) <= 2
+    assert np.percentile(np.abs(detected.end - recording.end[match]), 95) <= 2
+    # Long events: the measured blockade is 1 − ρ_e within sub-level switching and noise.
+    long = (detected.end - detected.start) > 160
+    error = detected.blockade[long] - (1 - recording.level[match[long]])
+    assert np.median(np.abs(error)) < 0.01
+    assert np.corrcoef(detected.blockade, 1 - recording.level[match])[0, 1] > 0.95

@@ -24,6 +24,7 @@ log-probabilities (independent events).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -142,14 +143,30 @@ def event_features(trace: Trace, events: Events) -> tuple[np.ndarray, list[str]]
     return features.astype(np.float32), (names or []) + list(FEATURE_NAMES_MOMENTS)
 
 
-def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Subtract the training mean and divide by its standard deviation (per feature, or one
-    number for images), applying the training statistics to ``others``."""
-    axis = 0 if train.ndim == 2 else None
-    mean = train.mean(axis=axis, keepdims=axis is not None)
-    std = train.std(axis=axis, keepdims=axis is not None)
+def standardize(
+    train: np.ndarray, *others: np.ndarray, per_feature: bool | None = None
+) -> list[np.ndarray]:
+    """``(a − μ)/σ`` with the training mean ``μ`` and standard deviation ``σ``, applied to
+    ``train`` and to ``others``.
+
+    ``per_feature=True`` takes ``μ, σ`` per column of a 2-D table (statistical features, each
+    in its own unit); ``False`` takes one ``μ, σ`` over all values (images and raw events,
+    whose positions share one unit, so relative amplitudes are kept: the open-pore padding of
+    a raw event stays near zero instead of being blown up to unit variance). The default is
+    per column for 2-D ``train`` and one number otherwise.
+    """
+    train = np.asarray(train)
+    if train.shape[0] == 0:
+        raise ValueError("no training samples to standardize with")
+    if per_feature is None:
+        per_feature = train.ndim == 2
+    if per_feature and train.ndim != 2:
+        raise ValueError(f"per_feature standardisation needs a 2-D table, got shape {train.shape}")
+    axis = 0 if per_feature else None
+    mean = train.mean(axis=axis, keepdims=per_feature)
+    std = train.std(axis=axis, keepdims=per_feature)
     std = np.where(std > 0, std, 1.0)
-    return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
+    return [((np.asarray(a) - mean) / std).astype(np.float32) for a in (train, *others)]
 
 
 class _ResidualBlock(nn.Module):
@@ -222,6 +239,46 @@ class FitResult:
     losses: list[float]
 
 
+def _cosine_learning_rate(count, peak, total_steps):
+    """``η_t = η·½(1 + cos(π·min(t, T)/T))``: cosine decay from ``peak`` to 0 over ``T`` steps."""
+    progress = jnp.minimum(count, total_steps) / total_steps
+    return peak * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+
+def _optimizer(params, trainable: str, peak, total_steps, weight_decay):
+    """AdamW with the cosine schedule; with ``trainable="head"`` every layer but ``head`` frozen.
+
+    The hyperparameters may be traced: the optimizer state's structure does not depend on
+    them, so one compiled step serves every learning rate, run length and weight decay.
+    """
+    optimizer = optax.adamw(
+        lambda count: _cosine_learning_rate(count, peak, total_steps), weight_decay=weight_decay
+    )
+    if trainable == "all":
+        return optimizer
+    labels = {
+        name: jax.tree_util.tree_map(lambda _, n=name: "train" if n == "head" else "freeze", sub)
+        for name, sub in params["params"].items()
+    }
+    return optax.multi_transform(
+        {"train": optimizer, "freeze": optax.set_to_zero()}, {"params": labels}
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("model", "trainable"))
+def _train_step(model, params, opt_state, xb, yb, hyper, trainable):
+    """One AdamW step on a minibatch; compiled once per (model, trainable, batch shape)."""
+    optimizer = _optimizer(params, trainable, *hyper)
+
+    def loss_fn(p):
+        logits = model.apply(p, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
 def fit(
     model: nn.Module,
     params,
@@ -235,70 +292,71 @@ def fit(
     trainable: str = "all",
     weight_decay: float = 1e-4,
 ) -> FitResult:
-    """Minimise softmax cross-entropy with AdamW (cosine-decayed learning rate).
+    """Minimise softmax cross-entropy with AdamW, learning rate ``η_t = η·½(1 + cos(πt/T))``
+    over the ``T = epochs·⌊N/batch⌋`` steps.
 
-    Each epoch is one jitted ``lax.scan`` over ``⌊N/batch⌋`` minibatches of a fresh
-    permutation (a different remainder is left out each epoch). ``trainable="head"`` updates
-    only the final ``head`` layer (the rest is frozen), ``"all"`` every parameter.
+    Each epoch draws a fresh permutation and takes ``⌊N/batch⌋`` minibatches (a different
+    remainder is left out each epoch). The step is jitted once per model, ``trainable`` and
+    batch shape and reused by every later call (other data, learning rates, run lengths), so a
+    sweep of fits compiles once. ``trainable="head"`` updates only the final ``head`` layer
+    (the rest is frozen, weight decay included), ``"all"`` every parameter.
     """
     if trainable not in ("all", "head"):
         raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}")
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    x, y = np.asarray(x, np.float32), np.asarray(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x has {x.shape[0]} samples and y {y.shape[0]}; need equal, > 0")
-    if not bool(jnp.all(jnp.isfinite(x))):
+    if not np.all(np.isfinite(x)):
         raise ValueError("training inputs contain NaN or inf")
+    y = y.astype(np.int32)
     batch_size = min(batch_size, x.shape[0])
     n_batches = x.shape[0] // batch_size
-    schedule = optax.cosine_decay_schedule(learning_rate, epochs * n_batches)
-    optimizer = optax.adamw(schedule, weight_decay=weight_decay)
-    if trainable == "head":
-        labels = {
-            name: jax.tree_util.tree_map(
-                lambda _, n=name: "train" if n == "head" else "freeze", sub
-            )
-            for name, sub in params["params"].items()
-        }
-        optimizer = optax.multi_transform(
-            {"train": optimizer, "freeze": optax.set_to_zero()}, {"params": labels}
-        )
-    opt_state = optimizer.init(params)
-
-    def loss_fn(p, xb, yb):
-        logits = model.apply(p, xb)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-    def step(state, batch):
-        p, s = state
-        loss, grads = jax.value_and_grad(loss_fn)(p, *batch)
-        updates, s = optimizer.update(grads, s, p)
-        return (optax.apply_updates(p, updates), s), loss
-
-    @jax.jit
-    def epoch(p, s, k):
-        order = jax.random.permutation(k, x.shape[0])[: n_batches * batch_size]
-        order = order.reshape(n_batches, batch_size)
-        (p, s), losses = jax.lax.scan(step, (p, s), (x[order], y[order]))
-        return p, s, losses.mean()
-
+    total_steps = epochs * n_batches
+    hyper = (
+        jnp.float32(learning_rate),
+        jnp.float32(total_steps),
+        jnp.float32(weight_decay),
+    )
+    opt_state = _optimizer(params, trainable, *hyper).init(params)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
     losses = []
-    for e in range(epochs):
-        params, opt_state, loss = epoch(params, opt_state, jax.random.fold_in(key, e))
-        losses.append(float(loss))
+    for _ in range(epochs):
+        order = rng.permutation(x.shape[0])[: n_batches * batch_size].reshape(n_batches, -1)
+        epoch_loss = jnp.float32(0.0)
+        for batch in order:
+            params, opt_state, loss = _train_step(
+                model, params, opt_state, x[batch], y[batch], hyper, trainable
+            )
+            epoch_loss = epoch_loss + loss
+        losses.append(float(epoch_loss) / n_batches)
     if not np.isfinite(losses[-1]):
         raise FloatingPointError(f"training diverged: loss {losses[-1]} after {epochs} epochs")
     return FitResult(params=params, losses=losses)
 
 
-def predict_logits(model: nn.Module, params, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Logits ``(N, n_classes)`` in float64 (batched, jitted)."""
-    apply = jax.jit(model.apply)
-    out = [
-        np.asarray(apply(params, jnp.asarray(x[i : i + batch_size])))
-        for i in range(0, len(x), batch_size)
-    ]
+@functools.partial(jax.jit, static_argnames=("model",))
+def _apply(model, params, x):
+    return model.apply(params, x)
+
+
+def predict_logits(model: nn.Module, params, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits ``(N, n_classes)`` in float64, in batches of one shape (the last one padded), so
+    the forward pass compiles once per model and batch size."""
+    x = np.asarray(x, np.float32)
+    if x.shape[0] == 0:
+        raise ValueError("no inputs to predict")
+    batch_size = min(batch_size, x.shape[0])
+    out = []
+    for lo in range(0, x.shape[0], batch_size):
+        chunk = x[lo : lo + batch_size]
+        padded = np.resize(chunk, (batch_size, *chunk.shape[1:]))
+        out.append(np.asarray(_apply(model, params, padded))[: chunk.shape[0]])
     return np.concatenate(out).astype(np.float64)
 
 
