@@ -124,6 +124,17 @@ def test_fit_learns_and_compiles_once_per_model_shape():
         assert np.mean(predictions == y) > 0.95
         assert fitted.losses[-1] < 0.2 * fitted.losses[0]
     assert classify._train_step._cache_size() == before + 1
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 6\).*\[1, 6\]"):
+        classify.fit(
+            model,
+            params,
+            x,
+            np.minimum(y + 1, 6),
+            epochs=1,
+            batch_size=20,
+            learning_rate=1e-3,
+            key=jax.random.key(0),
+        )
 
 
 def test_standardize_one_number_keeps_relative_amplitudes():

@@ -314,6 +314,12 @@ def fit(
         raise ValueError(f"x has {x.shape[0]} samples and y {y.shape[0]}; need equal, > 0")
     if not np.all(np.isfinite(x)):
         raise ValueError("training inputs contain NaN or inf")
+    n_outputs = jax.eval_shape(model.apply, params, x[:1]).shape[-1]
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_outputs:
+        raise ValueError(
+            f"labels must be integers in [0, {n_outputs}) for a model with {n_outputs} "
+            f"outputs, got {y.dtype} values in [{y.min()}, {y.max()}]"
+        )
     y = y.astype(np.int32)
     batch_size = min(batch_size, x.shape[0])
     n_batches = x.shape[0] // batch_size
