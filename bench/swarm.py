@@ -1,7 +1,7 @@
 """Benchmark of the active-particle engine and of one chemotaxis training, ratios in one run.
 
-1. Engine throughput (agent-steps per second) for a sweep-sized batch of independent
-   systems (default 2,048 systems of 10 colloids, about the chemotaxis paper's sweep of
+1. Engine throughput (agent-steps per second) for batches of independent systems of 10
+   colloids (default 64 and 2,048 systems; the larger is about the chemotaxis paper's sweep of
    shapes × radii × speeds × seeds): the jitted JAX engine (``physics.advance``, ``vmap`` over
    systems) against a plain NumPy loop over integrator steps doing the same Euler–Maruyama
    update (anisotropic body-frame noise, exact orientation update, periodic box). Two NumPy
@@ -54,17 +54,24 @@ def engine(args) -> None:
         float(x)
         for x in (phys.diffusion_parallel, phys.diffusion_perpendicular, phys.diffusion_rotation)
     )
-    dt, n_steps, n_agents, n_systems = 1e-3, args.steps, args.agents, args.systems
-    total = n_systems * n_agents
-    key = jax.random.key(0)
-    start = jax.vmap(
-        lambda k: physics.init_swimmers(k, n_agents, jnp.array([500.0, 500.0]), 100.0)
-    )(jax.random.split(key, n_systems))
+    dt, n_steps, n_agents = 1e-3, args.steps, args.agents
     speed = jnp.full((n_agents,), 2.0)
     omega = jnp.zeros((n_agents,))
+    rng = np.random.default_rng(0)
+
+    # the baseline: one system stepped from Python (cheap, so all steps and more repeats)
+    one = physics.init_swimmers(jax.random.key(0), n_agents, jnp.array([500.0, 500.0]), 100.0)
+    pos1 = np.asarray(one.positions, np.float64)
+    th1 = np.asarray(one.orientations, np.float64)
+    np_single = best_time(
+        lambda: numpy_engine(pos1.copy(), th1.copy(), 2.0, 0.0, coeffs, dt, n_steps, 1000.0, rng),
+        max(5, args.repeats),
+    )
+    rate_single = n_agents * n_steps / np_single
+    print(f"== engine: systems of {n_agents} agents, {n_steps} steps of {dt} s")
+    print(f"NumPy loop, one system      {rate_single:14,.0f} agent-steps/s  (baseline)")
+
     run = jax.jit(jax.vmap(lambda s, k: physics.advance(s, k, speed, omega, phys, dt, n_steps)))
-    keys = jax.random.split(jax.random.key(1), n_systems)
-    jax_time = best_time(lambda: jax.block_until_ready(run(start, keys)), args.repeats)
 
     def stepwise(state, key):
         def body(s, xi):
@@ -73,53 +80,46 @@ def engine(args) -> None:
         return jax.lax.scan(body, state, jax.random.normal(key, (n_steps, n_agents, 3)))[0]
 
     run_stepwise = jax.jit(jax.vmap(stepwise))
-    stepwise_time = best_time(
-        lambda: jax.block_until_ready(run_stepwise(start, keys)), args.repeats
-    )
 
-    rng = np.random.default_rng(0)
-    pos0 = np.asarray(start.positions, np.float64).reshape(total, 2)
-    th0 = np.asarray(start.orientations, np.float64).reshape(total)
-    batch_steps = max(1, n_steps // 10)  # the loop is slow; time a tenth of the steps
-    np_batch = best_time(
-        lambda: numpy_engine(
-            pos0.copy(), th0.copy(), 2.0, 0.0, coeffs, dt, batch_steps, 1000.0, rng
-        ),
-        args.repeats,
-    )
-    np_single = best_time(
-        lambda: numpy_engine(
-            pos0[:n_agents].copy(),
-            th0[:n_agents].copy(),
-            2.0,
-            0.0,
-            coeffs,
-            dt,
-            batch_steps,
-            1000.0,
-            rng,
-        ),
-        args.repeats,
-    )
-    rate_jax = total * n_steps / jax_time
-    rate_stepwise = total * n_steps / stepwise_time
-    rate_batch = total * batch_steps / np_batch
-    rate_single = n_agents * batch_steps / np_single
-    print(f"== engine: {n_systems} systems x {n_agents} agents, {n_steps} steps of {dt} s")
-    print(f"NumPy loop, one system     {rate_single:14,.0f} agent-steps/s  (baseline)")
-    print(
-        f"NumPy loop, whole batch    {rate_batch:14,.0f} agent-steps/s  "
-        f"{rate_batch / rate_single:8.1f}x the baseline"
-    )
-    print(
-        f"JAX scan of physics.step   {rate_stepwise:14,.0f} agent-steps/s  "
-        f"{rate_stepwise / rate_single:8.1f}x the baseline"
-    )
-    print(
-        f"JAX engine (advance)       {rate_jax:14,.0f} agent-steps/s  "
-        f"{rate_jax / rate_single:8.1f}x the baseline, {rate_jax / rate_batch:.1f}x the "
-        "whole-batch loop"
-    )
+    def measure_batch(n_systems: int) -> None:
+        total = n_systems * n_agents
+        start = jax.vmap(
+            lambda k: physics.init_swimmers(k, n_agents, jnp.array([500.0, 500.0]), 100.0)
+        )(jax.random.split(jax.random.key(0), n_systems))
+        keys = jax.random.split(jax.random.key(1), n_systems)
+        jax_time = best_time(lambda: jax.block_until_ready(run(start, keys)), args.repeats)
+        stepwise_time = best_time(
+            lambda: jax.block_until_ready(run_stepwise(start, keys)), args.repeats
+        )
+        pos0 = np.asarray(start.positions, np.float64).reshape(total, 2)
+        th0 = np.asarray(start.orientations, np.float64).reshape(total)
+        batch_steps = max(1, n_steps // 10)  # the vectorised loop is slow; a tenth of the steps
+        np_batch = best_time(
+            lambda: numpy_engine(
+                pos0.copy(), th0.copy(), 2.0, 0.0, coeffs, dt, batch_steps, 1000.0, rng
+            ),
+            args.repeats,
+        )
+        rate_jax = total * n_steps / jax_time
+        rate_stepwise = total * n_steps / stepwise_time
+        rate_batch = total * batch_steps / np_batch
+        print(f"-- a batch of {n_systems} systems ({total} agents)")
+        print(
+            f"NumPy loop, whole batch     {rate_batch:14,.0f} agent-steps/s  "
+            f"{rate_batch / rate_single:8.1f}x the baseline"
+        )
+        print(
+            f"JAX scan of physics.step    {rate_stepwise:14,.0f} agent-steps/s  "
+            f"{rate_stepwise / rate_single:8.1f}x the baseline"
+        )
+        print(
+            f"JAX engine (advance)        {rate_jax:14,.0f} agent-steps/s  "
+            f"{rate_jax / rate_single:8.1f}x the baseline, {rate_jax / rate_batch:.1f}x the "
+            "whole-batch loop"
+        )
+
+    for n_systems in args.systems:
+        measure_batch(n_systems)
 
 
 def chemotaxis(args) -> None:
@@ -166,7 +166,7 @@ def chemotaxis(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=10)
-    parser.add_argument("--systems", type=int, default=2048)
+    parser.add_argument("--systems", type=int, nargs="+", default=[64, 2048])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--updates", type=int, default=300)
