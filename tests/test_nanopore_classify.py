@@ -26,6 +26,11 @@ def test_top_k_and_confusion(logits_labels):
         assert classify.top_k_accuracy(logits, labels, k) == pytest.approx(np.mean(rank < k))
     matrix = classify.confusion_matrix(labels, logits.argmax(1), 5)
     assert matrix.sum() == 400 and np.trace(matrix) == np.sum(logits.argmax(1) == labels)
+    np.testing.assert_array_equal(matrix.sum(axis=1), np.bincount(labels, minlength=5))
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 5\)"):
+        classify.confusion_matrix(np.array([0, -1]), np.array([0, 1]), 5)
+    with pytest.raises(ValueError, match="predictions must be integers"):
+        classify.confusion_matrix(np.array([0, 1]), np.array([0, 5]), 5)
     p, se = classify.accuracy_with_error(logits.argmax(1), labels)
     assert se == pytest.approx(np.sqrt(p * (1 - p) / 400))
 
@@ -53,15 +58,36 @@ def test_temperature_scaling_recovers_known_temperature():
         classify.negative_log_likelihood(3 * true_logits, labels, s) for s in (t * 0.9, t, t * 1.1)
     ]
     assert nll[1] <= min(nll[0], nll[2])
+    # Logits unrelated to the labels: the likelihood keeps improving as T grows, no minimum.
+    with pytest.raises(ValueError, match="at the bound"):
+        classify.fit_temperature(rng.normal(size=(500, 6)), rng.integers(0, 6, 500))
 
 
-def test_aggregation_of_perfect_and_useless_models():
+def test_pooling_perfect_and_uninformative_models():
     labels = np.repeat(np.arange(4), 10)
     perfect = np.eye(4)[labels] * 10
-    out = classify.aggregated_accuracy(perfect, labels, [1, 3], jax.random.key(0), n_trials=200)
-    assert out[1][0] == 1.0 and out[3][0] == 1.0
+    out = classify.pooled_accuracy(perfect, labels, [1, 3], jax.random.key(0), n_trials=200)
+    assert out.accuracy[1][0] == 1.0 and out.accuracy[3][0] == 1.0
+    np.testing.assert_array_equal(out.classes, np.arange(4))
+    # Equal logits for every class (the argmax falls on class 0): with classes drawn
+    # uniformly, every k gives chance 1/C.
+    uniform = np.zeros((labels.size, 4))
+    useless = classify.pooled_accuracy(uniform, labels, [1, 5], jax.random.key(1), n_trials=4000)
+    for k in (1, 5):
+        p, se = useless.accuracy[k]
+        assert abs(p - 0.25) < 4 * se
     with pytest.raises(ValueError, match="no class has 11"):
-        classify.aggregated_accuracy(perfect, labels, [11], jax.random.key(0))
+        classify.pooled_accuracy(perfect, labels, [11], jax.random.key(0))
+
+
+def test_pooling_uses_one_class_set_for_every_k():
+    """Class 2 has only 2 test events: it is left out of k = 1 too, so the curve compares like
+    with like (a model right only on class 2 scores 0 at every k, not 1/3 at k = 1)."""
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 2)
+    always_two = np.tile([0.0, 0.0, 5.0], (labels.size, 1))
+    out = classify.pooled_accuracy(always_two, labels, [1, 3], jax.random.key(2), n_trials=300)
+    np.testing.assert_array_equal(out.classes, [0, 1])
+    assert out.accuracy[1][0] == 0.0 and out.accuracy[3][0] == 0.0
 
 
 def test_head_fine_tuning_freezes_the_body():
@@ -100,7 +126,8 @@ def test_few_shot_and_shift():
 
 def test_fit_learns_and_compiles_once_per_model_shape():
     """A sweep of fits (other data, sizes, learning rates, run lengths) reuses one compiled
-    step; the draft chapter recompiled every fit and could not afford enough steps to learn."""
+    step: a chapter fits each network many times, and recompiling for every fit would cost more
+    than the training itself on a CPU."""
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(6, 10)) * 3
     model = classify.FeatureMLP(hidden=(32,), n_classes=6)

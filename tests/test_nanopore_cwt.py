@@ -87,13 +87,20 @@ def test_batched_equals_single_and_scaleogram_shape():
     np.testing.assert_allclose(full, np.log(np.abs(batch[0]) + 1e-6), atol=1e-4)
 
 
-def test_scales_for_frequencies_peak_where_asked():
+@pytest.mark.parametrize("f0", [1.3e3, 7.7e3, 21e3])
+def test_sinusoid_peaks_in_the_row_of_its_frequency(f0):
+    """The transform of ``sin(2π f₀ t)``, not the scale formula itself: on a fine log grid of
+    frequencies, the row with the largest mean ``|W|`` (away from the ends) is the one for f₀."""
     fs = 250e3
-    scales = scales_for_frequencies([1e3, 10e3], fs)
-    omega = 2 * np.pi * np.array([1e3, 10e3]) / fs
-    u = peak_frequency() - 5.0  # d/du [u(1+u)e^(−u²/2)] = 0  ⇔  1 + 2u − u² − u³ = 0
+    frequencies = np.geomspace(500.0, 50e3, 241)  # 2% apart
+    t = np.arange(8192) / fs
+    rows = np.asarray(cwt(np.sin(2 * np.pi * f0 * t), scales_for_frequencies(frequencies, fs)))
+    energy = np.abs(rows[:, 1024:-1024]).mean(axis=1)
+    peak = frequencies[int(np.argmax(energy))]
+    assert abs(np.log(peak / f0)) <= np.log(frequencies[1] / frequencies[0])
+    # The hhhat peak of ψ̂ at scale 1 solves d/du [u(1+u)e^(−u²/2)] = 0, u = ω − μ.
+    u = peak_frequency() - 5.0
     assert abs(1 + 2 * u - u**2 - u**3) < 1e-3
-    np.testing.assert_allclose(scales * omega, peak_frequency(), rtol=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ normalisation), :class:`EventCNN1D`, :class:`FeatureMLP`. Each ends in a ``Dense
 Metrics: top-k accuracy, confusion matrix, binomial standard error ``√(p(1−p)/n)``, expected
 calibration error ``ECE = Σ_b (n_b/N) |acc_b − conf_b|`` over equal-width confidence bins,
 temperature scaling (``softmax(z/T)`` with ``T`` minimising the validation negative
-log-likelihood), and accuracy when ``k`` events of one class are aggregated by summing their
-log-probabilities (independent events).
+log-likelihood), and pooled accuracy: ``k`` events of one class classified together by summing
+their log-probabilities (independent events).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import scipy.special
 import scipy.stats
 
 from ntkbook.nanopore.cwt import scaleogram, scales_for_frequencies
-from ntkbook.nanopore.events import Events, event_windows
+from ntkbook.nanopore.events import Events, check_padding_inside, event_windows
 from ntkbook.nanopore.simulate import Trace
 
 __all__ = [
@@ -58,7 +58,8 @@ __all__ = [
     "expected_calibration_error",
     "fit_temperature",
     "negative_log_likelihood",
-    "aggregated_accuracy",
+    "PooledAccuracy",
+    "pooled_accuracy",
     "standardize",
 ]
 
@@ -78,9 +79,15 @@ def event_scaleograms(
     padding: float = 100e-6,
     batch_size: int = 64,
 ) -> np.ndarray:
-    """Scaleograms ``(N, height, width)`` (float32) of every event; rows from high to low f."""
+    """Scaleograms ``(N, height, width)`` (float32) of every event; rows from high to low f
+    (``frequency_range = (lowest, highest)`` in Hz)."""
     if len(events) == 0:
         raise ValueError("no events to transform")
+    if not 0 < frequency_range[0] < frequency_range[1]:
+        raise ValueError(
+            f"frequency_range must be (lowest, highest) with 0 < lowest < highest Hz, got "
+            f"{tuple(frequency_range)}"
+        )
     frequencies = np.geomspace(frequency_range[1], frequency_range[0], n_scales)
     scales = scales_for_frequencies(frequencies, trace.sampling_rate)
     window_start, bucket, crop = event_windows(events, trace.current.size, padding)
@@ -103,12 +110,18 @@ def event_scaleograms(
 def raw_events(
     trace: Trace, events: Events, *, length: int = 128, padding: float = 100e-6
 ) -> np.ndarray:
-    """Relative drop over each event and its padding, resampled to ``length`` points."""
+    """Relative drop over each event and its padding, resampled to ``length`` points.
+
+    An event whose padding runs past either end of the trace is an error, as in
+    :func:`event_scaleograms` (detect with ``edge_margin >= padding``)."""
+    if len(events) == 0:
+        raise ValueError("no events to resample")
     pad = int(round(padding * trace.sampling_rate))
+    check_padding_inside(events, trace.current.size, pad)
     out = np.empty((len(events), length), np.float32)
     for i in range(len(events)):
-        lo = max(0, int(events.start[i]) - pad)
-        hi = min(trace.current.size, int(events.end[i]) + pad)
+        lo = int(events.start[i]) - pad
+        hi = int(events.end[i]) + pad
         segment = 1.0 - trace.current[lo:hi] / np.float32(events.open_current[i])
         out[i] = np.interp(
             np.linspace(0, segment.size - 1, length), np.arange(segment.size), segment
@@ -120,9 +133,14 @@ FEATURE_NAMES_MOMENTS = ("mean", "std", "skewness", "kurtosis", "log10_dwell", "
 
 
 def event_features(trace: Trace, events: Events) -> tuple[np.ndarray, list[str]]:
-    """catch22 features plus moments of each event, ``(N, 28)``, and their names."""
+    """catch22 features plus moments of each event, ``(N, 28)``, and their names.
+
+    A feature that is NaN or infinite for an event is an error naming both (nothing is
+    silently replaced)."""
     import pycatch22
 
+    if len(events) == 0:
+        raise ValueError("no events to compute features of")
     rows, names = [], None
     for i in range(len(events)):
         b = 1.0 - trace.current[events.start[i] : events.end[i]] / np.float32(
@@ -139,8 +157,16 @@ def event_features(trace: Trace, events: Events) -> tuple[np.ndarray, list[str]]
             float(events.blockade[i]),
         ]
         rows.append(list(catch["values"]) + moments)
-    features = np.nan_to_num(np.asarray(rows, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    return features.astype(np.float32), (names or []) + list(FEATURE_NAMES_MOMENTS)
+    names = names + list(FEATURE_NAMES_MOMENTS)
+    features = np.asarray(rows, dtype=np.float64)
+    bad_event, bad_feature = np.nonzero(~np.isfinite(features))
+    if bad_event.size:
+        i, j = int(bad_event[0]), int(bad_feature[0])
+        raise ValueError(
+            f"feature {names[j]!r} is {features[i, j]} for event {i} (samples "
+            f"{int(events.start[i])}-{int(events.end[i])}); {bad_event.size} non-finite value(s)"
+        )
+    return features.astype(np.float32), names
 
 
 def standardize(
@@ -386,8 +412,21 @@ def top_k_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
     """``C[i, j]`` = number of events of true class ``i`` predicted as ``j``."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if labels.shape != predictions.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} must match")
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and (
+            not np.issubdtype(values.dtype, np.integer)
+            or values.min() < 0
+            or values.max() >= n_classes
+        ):
+            raise ValueError(
+                f"{name} must be integers in [0, {n_classes}), got {values.dtype} values in "
+                f"[{values.min()}, {values.max()}]"
+            )
     matrix = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(matrix, (np.asarray(labels), np.asarray(predictions)), 1)
+    np.add.at(matrix, (labels, predictions), 1)
     return matrix
 
 
@@ -430,42 +469,73 @@ def negative_log_likelihood(
     return float(-np.mean(log_p[np.arange(len(labels)), np.asarray(labels)]))
 
 
+TEMPERATURE_BOUNDS = (0.01, 100.0)
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature ``T ∈ [0.05, 20]`` minimising the negative log-likelihood of ``softmax(z/T)``."""
+    """Temperature ``T`` in ``TEMPERATURE_BOUNDS`` minimising the negative log-likelihood of
+    ``softmax(z/T)``. A minimum at a bound (logits carrying no information, or a degenerate
+    validation set) is an error rather than a silently clipped temperature."""
+    low, high = np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1])
     result = scipy.optimize.minimize_scalar(
         lambda log_t: negative_log_likelihood(logits, labels, float(np.exp(log_t))),
-        bounds=(np.log(0.05), np.log(20.0)),
+        bounds=(low, high),
         method="bounded",
         options={"xatol": 1e-5},
     )
+    if min(result.x - low, high - result.x) < 1e-3:
+        raise ValueError(
+            f"the best temperature lies at the bound {float(np.exp(result.x)):.3g} of "
+            f"{TEMPERATURE_BOUNDS}: the validation negative log-likelihood has no interior minimum"
+        )
     return float(np.exp(result.x))
 
 
-def aggregated_accuracy(
+@dataclass(frozen=True)
+class PooledAccuracy:
+    """Pooled accuracy ``{k: (p, SE)}`` and the classes every ``k`` was measured on."""
+
+    accuracy: dict[int, tuple[float, float]]
+    classes: np.ndarray
+
+
+def pooled_accuracy(
     logits: np.ndarray,
     labels: np.ndarray,
     n_events: Sequence[int],
     key: jax.Array,
     n_trials: int = 2000,
     temperature: float = 1.0,
-) -> dict[int, tuple[float, float]]:
+) -> PooledAccuracy:
     """Accuracy (and binomial SE over trials) when ``k`` events of one class are classified
-    together: draw a class, ``k`` of its test events without replacement, and predict
-    ``argmax Σ_i ln p(c | event_i)``."""
+    together: draw a class uniformly, ``k`` of its test events without replacement, and predict
+    ``argmax Σ_i ln p(c | event_i)``.
+
+    Every ``k`` uses the same classes, those with at least ``max(n_events)`` test events, so
+    the points of an accuracy-vs-``k`` curve are comparable; a class with fewer events is left
+    out of every ``k`` (``classes`` says which remain). Classes are drawn uniformly, so ``k = 1``
+    is the class-balanced accuracy over ``classes``, not the plain test accuracy."""
     log_p = scipy.special.log_softmax(np.asarray(logits, np.float64) / temperature, axis=1)
     labels = np.asarray(labels)
-    classes = np.unique(labels)
+    ks = [int(k) for k in n_events]
+    if not ks or min(ks) < 1:
+        raise ValueError(f"n_events must be positive counts, got {list(n_events)}")
+    counts = {c: int(np.sum(labels == c)) for c in np.unique(labels)}
+    classes = np.asarray([c for c, n in counts.items() if n >= max(ks)])
+    if classes.size == 0:
+        raise ValueError(
+            f"no class has {max(ks)} test events (the most any class has is "
+            f"{max(counts.values(), default=0)})"
+        )
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    members_of = {c: np.flatnonzero(labels == c) for c in classes}
     out = {}
-    for k in n_events:
-        eligible = [c for c in classes if np.sum(labels == c) >= k]
-        if not eligible:
-            raise ValueError(f"no class has {k} test events")
+    for k in ks:
         correct = 0
         for _ in range(n_trials):
-            c = eligible[rng.integers(len(eligible))]
-            members = rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
+            c = classes[rng.integers(classes.size)]
+            members = rng.choice(members_of[c], size=k, replace=False)
             correct += int(np.argmax(log_p[members].sum(axis=0)) == c)
         p = correct / n_trials
-        out[int(k)] = (p, float(np.sqrt(p * (1 - p) / n_trials)))
-    return out
+        out[k] = (p, float(np.sqrt(p * (1 - p) / n_trials)))
+    return PooledAccuracy(accuracy=out, classes=classes)

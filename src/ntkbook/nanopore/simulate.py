@@ -19,8 +19,11 @@ density ``S(f) = A/f + B + C f + D f²`` (flicker, white, dielectric, capacitive
 Rosenstein et al. 2012) shaped by ``H`` as well, and ``m`` mains pickup.
 
 Per event: residual level ``ρ_e ~ N(ρ̄_c, (overlap · Δρ_ladder)²)``, dwell ``τ_e ~ Exp(τ̄_c)``,
-gap to the next event ``~ Exp(mean_gap)``. Class means: ``ρ̄ = ρ_10mer + Δρ_length·(10 − length) +
-Δρ_ladder·ladder``, so longer peptides block more and neighbouring ladders interleave.
+gap to the next event ``~ Exp(mean_gap)``. The trace starts and ends with ``edge_open_time`` of
+open pore before the first and after the last gap, so every event has open pore on both sides
+(an event cut by the start or end of a recording cannot be measured). Class means:
+``ρ̄ = ρ_10mer + Δρ_length·(10 − length) + Δρ_ladder·ladder``, so longer peptides block more
+and neighbouring ladders interleave.
 """
 
 from __future__ import annotations
@@ -82,12 +85,15 @@ class PoreParameters:
     """1/s, relative linear drift of ``I_0`` (assumed; baseline drift is named among the
     artefacts of real recordings in Ouldali et al. 2020)."""
     mains_amplitude: float = 0.3
-    """pA, 50 Hz pickup (assumed)."""
+    """pA, amplitude of the mains pickup (assumed)."""
+    mains_frequency: float = 50.0
+    """Hz, mains frequency (50 Hz grid, as in Europe where the cited measurements were made)."""
     flicker: float = 1e-3
     """``A`` in pA², flicker (1/f) term of the noise PSD (Rosenstein et al. 2012; assumed value)."""
     white: float = 1e-4
     """``B`` in pA²/Hz, white term (thermal and shot noise; Rosenstein et al. 2012). With the
-    other terms it gives about 1 pA RMS in a 10 kHz band (assumed)."""
+    other terms and the default 10 kHz Bessel filter it gives about 1.36 pA RMS of open-pore
+    noise, ``√∫ S(f)|H(f)|² df`` (assumed)."""
     dielectric: float = 1e-9
     """``C`` in pA²/Hz², dielectric (∝ f) term (Rosenstein et al. 2012; assumed value)."""
     capacitive: float = 1e-12
@@ -110,15 +116,31 @@ class PoreParameters:
     task is (at 0.5, neighbours are 2σ apart); the chapter reports accuracy against it."""
     dwell_mean: float = 250e-6
     """s, mean dwell ``τ̄`` of a 4-mer of ladder 0 (dwell times are exponential, µs–ms;
-    Ouldali et al. 2020). Longer peptides dwell longer: ``τ̄ ·(1 + 0.2(length − 4))(1 + 0.1
-    ladder)`` (assumed)."""
+    Ouldali et al. 2020). Class means are ``τ̄_c = τ̄ (1 + g_length (length − 4))(1 + g_ladder
+    ladder)``."""
+    dwell_step_length: float = 0.2
+    """``g_length``, relative increase of the mean dwell per residue (longer peptides dwell
+    longer, Ouldali et al. 2020; the factor is assumed)."""
+    dwell_step_ladder: float = 0.1
+    """``g_ladder``, relative increase of the mean dwell per ladder (assumed: ladders differ in
+    composition, which changes how long they stay in the pore)."""
     mean_gap: float = 2e-3
     """s, mean open-pore time between events (capture rate; assumed)."""
+    edge_open_time: float = 2e-3
+    """s, open pore at the start and at the end of the trace, added to the first and last gap
+    (a recording is started and stopped with the pore open; this also leaves room for the
+    padding around the first and last events)."""
     switch_rate: float = 500.0
-    """Hz, sub-level switching rate of ladder 0; ladder ℓ switches at ``1.8^ℓ`` times this
-    (0.5–9.4 kHz) (sub-level fluctuations inside blockades, Hoßbach et al. 2024; assumed)."""
+    """Hz, sub-level switching rate ``k_0`` of ladder 0; ladder ℓ switches at
+    ``k_ℓ = k_0 r^ℓ`` (sub-level fluctuations inside blockades, Hoßbach et al. 2024; assumed)."""
+    switch_rate_ratio: float = 1.8
+    """``r``, ratio of the switching rates of neighbouring ladders (assumed; 1.8 spreads the
+    six ladders over 0.5–9.4 kHz, inside the 10 kHz filter band)."""
     switch_amplitude: float = 0.02
     """``a_ℓ`` in units of ``I_0``: the two sub-levels are ``ρ_e ± a/2`` (assumed)."""
+    filter_margin: float = 10e-3
+    """s, extra trace simulated on both sides and cut afterwards: it absorbs the circular edge
+    of the FFT-based filtering (many times the filter's impulse response of ~0.1 ms)."""
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -126,14 +148,18 @@ class PoreParameters:
                 raise ValueError(f"PoreParameters.{name} must be a finite number, got {value!r}")
         positive = (
             "sampling_rate filter_cutoff filter_order open_pore_current dwell_mean mean_gap "
-            "switch_rate blocked_variance_ratio level_step_length level_step_ladder"
+            "switch_rate switch_rate_ratio blocked_variance_ratio level_step_length "
+            "level_step_ladder mains_frequency filter_margin"
         ).split()
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(
                     f"PoreParameters.{name} must be positive, got {getattr(self, name)}"
                 )
-        for name in "flicker white dielectric capacitive overlap mains_amplitude".split():
+        for name in (
+            "flicker white dielectric capacitive overlap mains_amplitude dwell_step_length "
+            "dwell_step_ladder edge_open_time"
+        ).split():
             if getattr(self, name) < 0:
                 raise ValueError(f"PoreParameters.{name} must be >= 0, got {getattr(self, name)}")
         if self.blocked_variance_ratio < 1:
@@ -142,6 +168,13 @@ class PoreParameters:
             raise ValueError(
                 f"filter_cutoff {self.filter_cutoff} Hz must be below Nyquist "
                 f"({self.sampling_rate / 2} Hz)"
+            )
+        fastest = self.switch_rate * self.switch_rate_ratio ** (N_LADDERS - 1)
+        if fastest / self.sampling_rate > 0.5:
+            # The per-sample switch probability k/f_s of the Markov chain must stay <= 1/2.
+            raise ValueError(
+                f"switching rate of the fastest ladder ({fastest:g} Hz) must be at most half "
+                f"the sampling rate ({self.sampling_rate:g} Hz)"
             )
 
     def with_changes(self, **changes) -> PoreParameters:
@@ -213,7 +246,11 @@ def class_levels(params: PoreParameters) -> np.ndarray:
 def class_dwell_means(params: PoreParameters) -> np.ndarray:
     """Mean dwell ``τ̄_c`` in seconds of every class, shape ``(42,)``."""
     ladder, length = np.divmod(np.arange(N_CLASSES), len(LENGTHS))
-    return params.dwell_mean * (1 + 0.2 * length) * (1 + 0.1 * ladder)
+    return (
+        params.dwell_mean
+        * (1 + params.dwell_step_length * length)
+        * (1 + params.dwell_step_ladder * ladder)
+    )
 
 
 def noise_psd(frequency: np.ndarray, params: PoreParameters) -> np.ndarray:
@@ -269,12 +306,13 @@ def simulate(
     dwell = rng.exponential(size=n) * class_dwell_means(params)[labels]
     dwell_samples = np.maximum(1, np.round(dwell * fs)).astype(np.int64)
     gap = rng.exponential(size=n + 1) * params.mean_gap
+    gap[[0, -1]] += params.edge_open_time
     gap_samples = np.maximum(1, np.round(gap * fs)).astype(np.int64)
     sigma = params.overlap * params.level_step_ladder
     level = class_levels(params)[labels] + sigma * rng.standard_normal(n)
 
     # Margins on both sides absorb the circular edge of the FFT filter; they are cut afterwards.
-    margin = int(round(10e-3 * fs))
+    margin = int(round(params.filter_margin * fs))
     starts = (
         margin + np.cumsum(gap_samples[:n]) + np.concatenate([[0], np.cumsum(dwell_samples)[:-1]])
     )
@@ -290,8 +328,8 @@ def simulate(
 
     # Two-state chain with equal rates k per state: per sample, a switch happens with
     # probability k/fs, and the state is the parity of the number of switches so far.
-    rate = params.switch_rate * 1.8 ** ladder[np.maximum(event_of, 0)]
-    switch_probability = np.where(inside, np.minimum(rate / fs, 0.5), 0.0)
+    rate = params.switch_rate * params.switch_rate_ratio ** ladder[np.maximum(event_of, 0)]
+    switch_probability = np.where(inside, rate / fs, 0.0)
     uniform = rng.random(total)
     state = np.cumsum(uniform < switch_probability) % 2
 
@@ -315,7 +353,7 @@ def simulate(
     blocked_noise = np.where(inside, rng.standard_normal(total) * np.sqrt(extra_psd * fs / 2), 0.0)
     recorded_spectrum = (np.fft.rfft(ideal + blocked_noise) + noise_spectrum) * response
     recorded = np.fft.irfft(recorded_spectrum, n=total)
-    recorded += params.mains_amplitude * np.sin(2 * np.pi * 50.0 * time)
+    recorded += params.mains_amplitude * np.sin(2 * np.pi * params.mains_frequency * time)
 
     delay = int(round(group_delay(params) * fs))
     keep = slice(margin, total - margin)
