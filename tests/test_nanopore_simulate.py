@@ -77,6 +77,10 @@ def test_bad_parameters():
         PoreParameters(filter_cutoff=200e3)
     with pytest.raises(ValueError, match="overlap"):
         PoreParameters(overlap=-1)
+    with pytest.raises(ValueError, match="at most half the sampling rate"):
+        PoreParameters(switch_rate=20e3)  # 20 kHz · 1.8^5 ≈ 378 kHz > 125 kHz
+    with pytest.raises(ValueError, match="edge_open_time"):
+        PoreParameters(edge_open_time=-1e-3)
     with pytest.raises(ValueError, match="unknown PoreParameters"):
         PoreParameters().with_changes(temperature=300)
     with pytest.raises(ValueError, match="n_events_per_class"):
