@@ -10,8 +10,8 @@ The steps follow the peptide paper's preprocessing:
    noise the filter let through, so ``t`` is small and the step changes the trace little:
    it is kept to follow the paper's pipeline, not because it helps detection here. Thresholds
    estimated per level would remove more of the filtered noise, but they also zero the
-   coarse-level details of short, slow-edged events and move their detected boundaries by
-   ~10 samples, so this book does not use them.
+   coarse-level details of short, slow-edged events and moved the detected boundaries of one
+   event in twenty by ten samples or more on a test recording, so this book does not use them.
 2. **Baseline** (:func:`baseline`): the open-pore level, a median per window linearly
    interpolated between window centres, recomputed with event samples masked; ``σ`` is the
    standard deviation of the open-pore samples around it.
