@@ -59,13 +59,14 @@ def engine(args) -> None:
     omega = jnp.zeros((n_agents,))
     rng = np.random.default_rng(0)
 
-    # the baseline: one system stepped from Python (cheap, so all steps and more repeats)
+    # the baseline: one system stepped from Python (cheap, so all steps and many repeats: on a
+    # shared machine its best time varies by up to 2x between runs of a few repeats)
     one = physics.init_swimmers(jax.random.key(0), n_agents, jnp.array([500.0, 500.0]), 100.0)
     pos1 = np.asarray(one.positions, np.float64)
     th1 = np.asarray(one.orientations, np.float64)
     np_single = best_time(
         lambda: numpy_engine(pos1.copy(), th1.copy(), 2.0, 0.0, coeffs, dt, n_steps, 1000.0, rng),
-        max(5, args.repeats),
+        max(20, args.repeats),
     )
     rate_single = n_agents * n_steps / np_single
     print(f"== engine: systems of {n_agents} agents, {n_steps} steps of {dt} s")
