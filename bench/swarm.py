@@ -7,9 +7,9 @@
    update (anisotropic body-frame noise, exact orientation update, periodic box). Two NumPy
    baselines: one system of ``--agents`` colloids per process (SwarmRL's layout: one
    simulation per process, stepped from Python), and the whole batch vectorised per step. A
-   third JAX line runs ``physics.step`` in a ``lax.scan`` (three normals per colloid and step,
-   as the NumPy loop), separating what compilation gains from what the engine's summed
-   free-space update gains.
+   third JAX line runs ``physics.advance_stepwise`` (``physics.step`` in a ``lax.scan``, three
+   normals per colloid and step as in the NumPy loop), separating what compilation gains from
+   what the engine's summed free-space update gains.
 2. One chemotaxis training (10 agents, R = 1 µm, 2 body lengths/s, 300 K): compile and run
    time of the jitted PPO run, then the final/initial mean distance to the source after a
    deployment of the trained policy and of a random policy (goal: trained ≤ 0.3, random not).
@@ -74,13 +74,9 @@ def engine(args) -> None:
 
     run = jax.jit(jax.vmap(lambda s, k: physics.advance(s, k, speed, omega, phys, dt, n_steps)))
 
-    def stepwise(state, key):
-        def body(s, xi):
-            return physics.step(s, xi, speed, omega, phys, dt), None
-
-        return jax.lax.scan(body, state, jax.random.normal(key, (n_steps, n_agents, 3)))[0]
-
-    run_stepwise = jax.jit(jax.vmap(stepwise))
+    run_stepwise = jax.jit(
+        jax.vmap(lambda s, k: physics.advance_stepwise(s, k, speed, omega, phys, dt, n_steps))
+    )
 
     def measure_batch(n_systems: int) -> None:
         total = n_systems * n_agents

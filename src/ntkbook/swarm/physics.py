@@ -65,6 +65,7 @@ __all__ = [
     "wca_forces",
     "step",
     "advance",
+    "advance_stepwise",
     "active_msd",
 ]
 
@@ -389,11 +390,7 @@ def advance(
     speed = jnp.broadcast_to(jnp.asarray(speed, jnp.float32), (n,))
     angular_velocity = jnp.broadcast_to(jnp.asarray(angular_velocity, jnp.float32), (n,))
     if physics.interactions or physics.boundary != "periodic":
-
-        def body(s, xi):
-            return step(s, xi, speed, angular_velocity, physics, dt), None
-
-        return jax.lax.scan(body, state, jax.random.normal(key, (n_steps, n, 3)))[0]
+        return advance_stepwise(state, key, speed, angular_velocity, physics, dt, n_steps)
     k_theta, k_kick = jax.random.split(key)
     # steps on the last axis: the cumulative sum and the sums over steps run along contiguous
     # memory, which XLA on CPU vectorises
@@ -426,6 +423,30 @@ def advance(
     positions = _apply_boundary(state.positions + moves, physics)
     orientations = jnp.mod(state.orientations + jnp.sum(dtheta, axis=-1), 2 * jnp.pi)
     return Swimmers(positions, orientations)
+
+
+def advance_stepwise(
+    state: Swimmers,
+    key: jax.Array,
+    speed,
+    angular_velocity,
+    physics: Physics,
+    dt: float,
+    n_steps: int,
+) -> Swimmers:
+    """``n_steps`` calls of :func:`step` in a ``lax.scan`` (three normals per colloid and step).
+
+    :func:`advance` runs this with interactions or walls; for free colloids it is the
+    step-by-step reference of the summed update.
+    """
+    n = state.orientations.shape[0]
+    speed = jnp.broadcast_to(jnp.asarray(speed, jnp.float32), (n,))
+    angular_velocity = jnp.broadcast_to(jnp.asarray(angular_velocity, jnp.float32), (n,))
+
+    def body(s, xi):
+        return step(s, xi, speed, angular_velocity, physics, dt), None
+
+    return jax.lax.scan(body, state, jax.random.normal(key, (n_steps, n, 3)))[0]
 
 
 def standard_normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
