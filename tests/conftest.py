@@ -16,22 +16,26 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-#: A chapter that needs no jax: squares a range, plots it, writes its summary. It also reports
-#: the kernel's sys.prefix, so tests can check that the kernel runs in this environment.
+#: A chapter that needs no jax: scales a range, plots it, tests one claim, writes its summary.
+#: It also reports the kernel's sys.prefix, so tests can check that the kernel runs in this
+#: environment.
 GOOD_CHAPTER = {
     "parameters": "n = 3  # how many values\nscale = 1.5  # multiplies the values\nlabel = 'x'\n",
     "code": [
         "import sys\n"
         "import matplotlib.pyplot as plt\n"
         "import numpy as np\n"
-        "from ntkbook.book import write_summary\n"
+        "from ntkbook.book import Ledger, write_summary\n"
         "values = np.arange(n) * scale",
         "fig, ax = plt.subplots(figsize=(3, 2))\n"
         "ax.plot(values)\n"
         "fig.savefig('values.png')\n"
         "plt.show()",
+        "ledger = Ledger('good', statements={'G1': 'The values sum to at least zero.'})\n"
+        "ledger.test('G1', 'sum of values', values.sum(), (values.sum() - 1, values.sum() + 1), "
+        "threshold=-2.0, direction='above')\n"
         "write_summary({'total': values.sum(), 'values': values, 'label': label, "
-        "'kernel_prefix': sys.prefix})",
+        "'kernel_prefix': sys.prefix}, claims=ledger)",
     ],
 }
 

@@ -359,6 +359,33 @@ def test_chapter_must_write_a_summary(book_project) -> None:
     assert not (root / "executed" / "silent" / "summary.json").exists()
 
 
+def test_chapter_must_report_its_papers_claims(book_project) -> None:
+    no_claims = {
+        "parameters": "n = 1\n",
+        "code": ["from ntkbook.book import write_summary\nwrite_summary({'n': n})"],
+    }
+    root = book_project(chapters={"no_claims": no_claims}, presets={})
+    with pytest.raises(ChapterFailed, match="chapter 'no_claims' wrote no claims"):
+        run_chapter(Project(root), "no_claims", log=lambda line: None)
+    assert not (root / "executed" / "no_claims" / "summary.json").exists()
+
+
+def test_a_registered_chapter_must_report_exactly_its_claim_ids(book_project) -> None:
+    # "swarmrl" is registered with the claims S1 and S2; this impostor reports only S1.
+    partial = {
+        "parameters": "n = 1\n",
+        "code": [
+            "from ntkbook.book import Ledger, write_summary\n"
+            "ledger = Ledger('swarmrl', statements={'S1': 'It works.'})\n"
+            "ledger.not_tested('S1', 'success rate', reason='a test')\n"
+            "write_summary({'n': n}, claims=ledger)"
+        ],
+    }
+    root = book_project(chapters={"swarmrl": partial}, presets={})
+    with pytest.raises(ChapterFailed, match=r"reported claims \['S1'\].*\['S1', 'S2'\]"):
+        run_chapter(Project(root), "swarmrl", log=lambda line: None)
+
+
 def test_build_fails_on_a_failing_chapter(book_project, good_chapter, capsys) -> None:
     broken = {"parameters": "n = 1\n", "code": ["1 / (n - 1)"]}
     root = book_project(chapters={"good": good_chapter, "broken": broken}, presets={})

@@ -123,7 +123,7 @@ def _replace(environment: dict, old: str, new: str | None) -> None:
         (lambda env, py: _replace(env, "numpy>=1.26", "numpy>=2"), "numpy: pyproject says"),
         (lambda env, py: _replace(env, "optax>=0.2.4", None), "optax>=0.2.4 is in pyproject"),
         (lambda env, py: env["dependencies"].insert(2, "polars>=1"), "polars>=1 is in environment"),
-        (lambda env, py: py["project"]["dependencies"].append("tqdm>=4"), "tqdm>=4 is in pypr"),
+        (lambda env, py: py["project"]["dependencies"].append("rich>=13"), "rich>=13 is in pypr"),
         (lambda env, py: _replace(env, "python=3.11", "python=3.12"), "pins python=3.12"),
         (
             lambda env, py: py["project"]["optional-dependencies"].pop("book"),

@@ -2,7 +2,10 @@
 
 Correlations come with a confidence interval, either from the Fisher z-transform (closed form)
 or from a percentile bootstrap over samples (resampling drawn with an explicit ``jax.random``
-key). Means over seeds come with their standard error ``s/√n``.
+key). Means over seeds come with their standard error ``s/√n``. The intervals that the claims
+ledger (:mod:`ntkbook.book.claims`) takes are :class:`Estimate` objects: a Student-t interval
+of a mean over seeds, a percentile bootstrap of any statistic, and the exact (Clopper–Pearson)
+interval of a binomial proportion.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ __all__ = [
     "MeanError",
     "mean_standard_error",
     "paired_difference",
+    "Estimate",
+    "mean_interval",
+    "bootstrap_interval",
+    "binomial_interval",
 ]
 
 Interval = Literal["fisher", "bootstrap"]
@@ -232,3 +239,121 @@ def paired_difference(a, b, axis: int = 0) -> MeanError:
     if a.shape != b.shape:
         raise ValueError(f"paired values need equal shapes, got {a.shape} and {b.shape}")
     return mean_standard_error(a - b, axis=axis)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic with its ``confidence`` interval ``[low, high]``.
+
+    ``method`` names how the interval was computed (``"t"``, ``"bootstrap"``,
+    ``"clopper-pearson"``) and ``n`` how many independent values (seeds, subsets, trials) it rests
+    on. ``str()`` gives ``value [low, high]``.
+    """
+
+    value: float
+    low: float
+    high: float
+    method: str
+    n: int
+    confidence: float = 0.95
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """``(low, high)``, as :meth:`ntkbook.book.claims.Ledger.test` takes it."""
+        return (self.low, self.high)
+
+    def as_dict(self) -> dict:
+        """The fields as a plain dict (for ``write_summary``)."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.value:.4g} [{self.low:.4g}, {self.high:.4g}]"
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+
+
+def _repeats(values, name: str = "values") -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per repeat), got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        first = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise ValueError(f"{name} contains NaN or inf at index {first}")
+    return values
+
+
+def mean_interval(values, confidence: float = 0.95) -> Estimate:
+    """Mean of independent repeats with the Student-t interval ``x̄ ± t_{n−1} s/√n``.
+
+    The t interval is the right one for a handful of seeds, where a percentile bootstrap is too
+    narrow (with 3 seeds it cannot be wider than the range of the 3 values). Needs 2 repeats.
+    """
+    _check_confidence(confidence)
+    values = _repeats(values)
+    n = values.size
+    if n < 2:
+        raise ValueError(f"an interval of a mean needs at least 2 repeats, got {n}")
+    mean = float(values.mean())
+    half = float(
+        _scipy_stats.t.ppf(0.5 + confidence / 2.0, n - 1) * values.std(ddof=1) / np.sqrt(n)
+    )
+    return Estimate(mean, mean - half, mean + half, "t", n, confidence)
+
+
+def bootstrap_interval(
+    values,
+    *,
+    key: jax.Array,
+    statistic=np.mean,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+) -> Estimate:
+    """``statistic(values)`` with a percentile-bootstrap interval over the repeats.
+
+    ``values`` has one row per repeat (seed, subset); rows are resampled with replacement using
+    ``key`` and ``statistic`` is applied along axis 0 of each resample (``statistic(sample,
+    axis=0)`` must return a scalar for 1-D values), so a statistic of several columns per repeat
+    (``values`` of shape ``(n, k)``) keeps the columns of one repeat together.
+    """
+    _check_confidence(confidence)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim not in (1, 2):
+        raise ValueError(f"values must be 1-D or 2-D (repeats first), got shape {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("values contain NaN or inf")
+    n = values.shape[0]
+    if n < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 repeats, got {n}")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 100:
+        raise ValueError(f"n_resamples must be an integer >= 100, got {n_resamples!r}")
+    value = float(np.squeeze(statistic(values, axis=0)))
+    resample = np.asarray(jax.random.randint(key, (n_resamples, n), 0, n))
+    resampled = np.array([float(np.squeeze(statistic(values[rows], axis=0))) for rows in resample])
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(resampled, [tail, 100.0 - tail])
+    return Estimate(value, float(low), float(high), "bootstrap", n, confidence)
+
+
+def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> Estimate:
+    """Proportion ``k/n`` with the exact Clopper–Pearson interval.
+
+    ``low = B((1−c)/2; k, n−k+1)``, ``high = B((1+c)/2; k+1, n−k)`` with ``B`` the beta
+    quantile (``low = 0`` at ``k = 0``, ``high = 1`` at ``k = n``). Exact means the coverage is
+    at least ``confidence`` for every true proportion.
+    """
+    _check_confidence(confidence)
+    for name, count in (("successes", successes), ("trials", trials)):
+        if isinstance(count, bool) or not isinstance(count, int | np.integer):
+            raise ValueError(f"{name} must be an integer, got {count!r}")
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, got {trials}")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must lie in [0, {trials}], got {successes}")
+    alpha = 1.0 - confidence
+    k, n = int(successes), int(trials)
+    low = 0.0 if k == 0 else float(_scipy_stats.beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(_scipy_stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return Estimate(k / n, low, high, "clopper-pearson", n, confidence)

@@ -6,6 +6,7 @@ are imported only when a chapter is actually executed, so importing this package
 notebook stays cheap.
 """
 
+from ntkbook.book.claims import Ledger
 from ntkbook.book.driver import RunResult, build_book, check_kernel, run_chapter
 from ntkbook.book.errors import BookError, BuildFailed, ChapterFailed, SummaryError, UsageError
 from ntkbook.book.presets import PRESETS, parse_override, read_parameters, resolve_parameters
@@ -19,6 +20,7 @@ __all__ = [
     "BuildFailed",
     "Chapter",
     "ChapterFailed",
+    "Ledger",
     "Project",
     "RunResult",
     "SummaryError",

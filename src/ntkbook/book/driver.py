@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ntkbook.atomic import atomic_write_json, atomic_write_text
+from ntkbook.book.claims import PAPER_CLAIMS
 from ntkbook.book.errors import BookError, BuildFailed, ChapterFailed, SummaryError
 from ntkbook.book.presets import resolve_parameters
 from ntkbook.book.project import Project
@@ -149,6 +150,23 @@ def _execution_error(chapter: str, notebook: Path, err: Exception) -> ChapterFai
     return ChapterFailed(message)
 
 
+def _check_chapter_claims(chapter: str, summary: dict[str, Any]) -> None:
+    """A finished chapter has a "Claims and verdicts" ledger: every claim of its paper, by id."""
+    claims = summary.get("claims")
+    if not claims:
+        raise ChapterFailed(
+            f"chapter {chapter!r} wrote no claims; every chapter tests its paper's claims with "
+            "ntkbook.book.Ledger and passes it as write_summary({...}, claims=ledger)"
+        )
+    expected = list(PAPER_CLAIMS.get(chapter, {}))
+    found = [claim["id"] for claim in claims]
+    if expected and found != expected:
+        raise ChapterFailed(
+            f"chapter {chapter!r} reported claims {found}, but its paper's claims are {expected} "
+            "(ntkbook.book.claims.PAPER_CLAIMS)"
+        )
+
+
 def finalize_notebook(notebook: Path, provenance: dict[str, Any]) -> None:
     """Hide papermill's parameter cells, record provenance in metadata and a final cell.
 
@@ -253,6 +271,7 @@ def run_chapter(
             summary = load_summary_file(summary_path)
         except SummaryError as err:
             raise ChapterFailed(f"chapter {chapter!r}: {err}") from err
+        _check_chapter_claims(chapter, summary)
         provenance = {
             "chapter": chapter,
             "preset": preset,

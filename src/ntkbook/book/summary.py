@@ -8,6 +8,7 @@ Layout of ``summary.json``::
 
     {
       "chapter_results": {...},            # the numbers, plain JSON
+      "claims": [{"id": "A1", ...}, ...],  # the claims ledger (ntkbook.book.claims)
       "runtime": {"jax_backend": "cpu", "devices": [...], "python": "3.11.7"},
       "provenance": {...}                  # added by the driver after a successful run
     }
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ntkbook.atomic import atomic_write_json
+from ntkbook.book.claims import check_claims
 from ntkbook.book.errors import SummaryError
 
 SUMMARY_FILE = "summary.json"
@@ -111,13 +113,18 @@ def runtime_info() -> dict[str, Any]:
     return info
 
 
-def write_summary(numbers: Mapping[str, Any], path: str | os.PathLike[str] = SUMMARY_FILE) -> Path:
+def write_summary(
+    numbers: Mapping[str, Any],
+    path: str | os.PathLike[str] = SUMMARY_FILE,
+    *,
+    claims: Any = None,
+) -> Path:
     """Write a chapter's headline numbers to ``summary.json`` (atomically) and return its path.
 
     Call it once at the end of a chapter notebook::
 
         from ntkbook.book import write_summary
-        write_summary({"final_loss": loss, "entropy": entropies})
+        write_summary({"final_loss": loss, "entropy": entropies}, claims=ledger)
 
     ``path`` is relative to the working directory, which ``ntkbook run`` sets to the chapter's
     output directory, so the file lands beside the executed notebook.
@@ -125,9 +132,13 @@ def write_summary(numbers: Mapping[str, Any], path: str | os.PathLike[str] = SUM
     Args:
         numbers: mapping from a name to a number, string, list, dict, NumPy or JAX value.
         path: where to write; the default is what the driver reads.
+        claims: the chapter's :class:`ntkbook.book.claims.Ledger` (or a list of its claims);
+            ``ntkbook run`` requires them.
 
     Raises:
-        SummaryError: a value is NaN/inf (the error names its key) or has no JSON form.
+        SummaryError: a value is NaN/inf (the error names its key) or has no JSON form, or a
+            claim is invalid: a verdict that does not follow from its interval, a NaN, a
+            duplicate id (the error names the claim id).
         TypeError: ``numbers`` is not a mapping.
     """
     if not isinstance(numbers, Mapping):
@@ -137,7 +148,10 @@ def write_summary(numbers: Mapping[str, Any], path: str | os.PathLike[str] = SUM
         if not isinstance(key, str):
             raise SummaryError(f"summary key {key!r} is a {type(key).__name__}; keys must be str")
         results[key] = to_json_value(value, key)
-    payload = {"chapter_results": results, "runtime": runtime_info()}
+    payload: dict[str, Any] = {"chapter_results": results}
+    if claims is not None:
+        payload["claims"] = check_claims(claims)
+    payload["runtime"] = runtime_info()
     target = Path(path)
     atomic_write_json(target, payload)
     return target.resolve()
@@ -152,6 +166,11 @@ def load_summary_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise SummaryError(f"{target} is not valid JSON: {err}") from err
     if not isinstance(data, dict) or not isinstance(data.get("chapter_results"), dict):
         raise SummaryError(f"{target} has no 'chapter_results' mapping")
+    if "claims" in data:
+        try:
+            data["claims"] = check_claims(data["claims"])
+        except SummaryError as err:
+            raise SummaryError(f"{target}: {err}") from err
     return data
 
 
