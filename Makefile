@@ -17,13 +17,17 @@ PYTHON ?= $(shell for p in python3.11 python3; do \
 	   $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
 	   echo $$p; break; fi; done)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# JAX's persistent compilation cache, shared by nbval and the book's chapter runs on this machine
+# (never across machines: compiled programs depend on the CPU and the jaxlib version).
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.ntkbook/jax-cache
 
-.PHONY: help venv test lint unit nbval book bench clean distclean
+.PHONY: help venv test lint unit nbval book check-html bench clean distclean
 
 help:
 	@echo "make book     execute every chapter (PRESET=$(PRESET)) and build _build/html"
 	@echo "make test     ruff, unit tests and nbval on every notebook at smoke size"
 	@echo "make venv     create $(VENV) and install the package with its book and test extras"
+	@echo "make check-html  open every page of _build/html in headless Chromium, offline"
 	@echo "make bench    run the benchmarks in bench/"
 	@echo "make clean    remove build outputs and executed chapters (keeps $(VENV))"
 	@echo "PRESET=smoke make book   the fast book (minutes)"
@@ -66,6 +70,10 @@ nbval: venv
 book: venv
 	$(BIN)/ntkbook build --preset $(PRESET)
 
+# Needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver).
+check-html: venv
+	$(BIN)/python -m ntkbook.book.browser_check _build/html
+
 bench: venv
 	@shopt -s nullglob; scripts=(bench/[!_]*.py); \
 	if [ $${#scripts[@]} -eq 0 ]; then echo "bench: no bench/*.py"; exit 0; fi; \
@@ -76,4 +84,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .ntkbook

@@ -27,6 +27,8 @@ GOOD_CHAPTER = {
         "import numpy as np\n"
         "from ntkbook.book import Ledger, write_summary\n"
         "values = np.arange(n) * scale",
+        "from IPython.display import Markdown, display\n"
+        "display(Markdown('| value | square |\\n|---|---|\\n| $x$ | $x^2$ |'))",
         "fig, ax = plt.subplots(figsize=(3, 2))\n"
         "ax.plot(values)\n"
         "fig.savefig('values.png')\n"

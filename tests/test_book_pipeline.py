@@ -333,22 +333,33 @@ def test_run_records_provenance_and_caches(book_project) -> None:
     assert not again.executed
 
 
-def test_failing_chapter_removes_stale_summary(book_project) -> None:
-    broken = {"parameters": "n = 1\n", "code": ["raise ValueError(f'deliberate failure {n}')"]}
-    root = book_project(chapters={"broken": broken}, presets={})
-    outdir = root / "executed" / "broken"
-    outdir.mkdir(parents=True)
-    # what an earlier successful run would have left
-    (outdir / "summary.json").write_text(
-        json.dumps({"chapter_results": {"x": 1}, "provenance": {"content_hash": "sha256:old"}})
-    )
+def test_failing_chapter_leaves_the_published_run_and_no_summary(book_project) -> None:
+    fails = {
+        "parameters": "n = 1\nfail = False\n",
+        "code": [
+            "from ntkbook.book import Ledger, write_summary\n"
+            "ledger = Ledger('flaky', statements={'F1': 'It runs.'})\n"
+            "ledger.not_tested('F1', 'nothing', reason='a test')\n"
+            "write_summary({'n': n}, claims=ledger)",
+            "if fail:\n    raise ValueError(f'deliberate failure {n}')",
+        ],
+    }
+    root = book_project(chapters={"flaky": fails}, presets={})
+    project = Project(root)
+    good = run_chapter(project, "flaky", log=lambda line: None)
+    published = root / "executed" / "flaky"
+    before = {p.name: p.read_bytes() for p in published.iterdir()}
     with pytest.raises(ChapterFailed) as err:
-        run_chapter(Project(root), "broken", log=lambda line: None)
+        run_chapter(project, "flaky", overrides={"fail": True}, log=lambda line: None)
     assert "ValueError: deliberate failure 1" in str(err.value)
-    assert "chapter 'broken' failed" in str(err.value)
-    assert not (outdir / "summary.json").exists()
-    with pytest.raises(FileNotFoundError, match="no summary for chapter 'broken'"):
-        read_summary("broken", root=root)
+    assert "chapter 'flaky' failed" in str(err.value)
+    # the published run is the good one, byte for byte
+    assert {p.name: p.read_bytes() for p in published.iterdir()} == before
+    assert read_summary("flaky", root=root)["provenance"]["content_hash"] == good.content_hash
+    # the failed run keeps its notebook (with the traceback) but no summary
+    partial = next((root / "executed" / ".runs").glob("*.partial"))
+    assert (partial / "flaky.ipynb").is_file() and not (partial / "summary.json").exists()
+    assert str(partial / "flaky.ipynb") in str(err.value)
 
 
 def test_chapter_must_write_a_summary(book_project) -> None:
@@ -410,6 +421,12 @@ def test_build_renders_executed_chapters_with_warnings_as_errors(book_project) -
     assert html == root / "_build" / "html"
     page = (html / "executed" / "good" / "good.html").read_text()
     assert "<img" in page  # the figure output of the executed notebook
+    # a Markdown output's pipe table renders as a table, and its math as math
+    assert "<table" in page and "<p>| value" not in page
+    assert '<span class="math notranslate nohighlight">\\(x^2\\)</span>' in page
+    # MathJax is served from the book itself (sphinx's default is a CDN URL)
+    assert 'src="../../_static/mathjax/tex-mml-chtml.js"' in page
+    assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts").is_dir()
     assert "Provenance" in page
     assert read_summary("good", root=root)["provenance"]["content_hash"] in page
     # both parameter cells carry remove-cell; their comments would otherwise be in the page

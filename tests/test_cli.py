@@ -106,12 +106,15 @@ def test_run_executes_then_skips(book_project, capsys) -> None:
     root = book_project()
     args = ["--root", str(root), "run", "good", "-p", "n=4", "-p", "scale=2"]
     assert main(args) == 0
-    assert "good [smoke]: executed in" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "good (smoke): executed in" in out
+    # not a terminal: one line per finished code cell (5 cells + the injected parameters)
+    assert "good (smoke): cell 6/6 done in" in out
     summary = json.loads((root / "executed" / "good" / "summary.json").read_text())
     assert summary["chapter_results"]["values"] == [0.0, 2.0, 4.0, 6.0]
     assert summary["provenance"]["parameters"] == {"n": 4, "scale": 2.0, "label": "x"}
     assert main(args) == 0
-    assert "good [smoke]: skipped (unchanged)" in capsys.readouterr().out
+    assert "good (smoke): skipped (unchanged)" in capsys.readouterr().out
     assert main([*args, "--force"]) == 0
     assert "executed in" in capsys.readouterr().out
 

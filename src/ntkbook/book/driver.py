@@ -3,13 +3,16 @@
 A run of one chapter:
 
 1. resolve the effective parameters (parameters cell <- preset <- overrides) and the content hash;
-2. skip if ``summary.json`` in the output directory carries the same hash (unless ``force``);
-3. delete the old ``summary.json``, execute the notebook with papermill in the output directory
-   (so the figures and ``summary.json`` it writes land beside the executed notebook);
-4. tag the injected-parameters cell ``remove-cell``, add provenance to the notebook metadata
-   and as a final "Provenance" cell;
-5. merge provenance (with the hash) into ``summary.json``. This write comes last and is atomic,
-   so a ``summary.json`` with a content hash exists only for a run that finished.
+2. skip if the published run (``executed/<chapter>``) carries the same hash, or republish a
+   finished run with that hash from the run store (unless ``force``);
+3. execute the notebook with papermill in the run's own directory ``executed/.runs/<hash>.partial``
+   (so the figures, ``summary.json`` and resumable state it writes stay with that run), printing
+   each code cell's progress;
+4. check the summary and its claims; tag the parameter cells ``remove-cell``, add provenance to
+   the notebook metadata and as a final "Provenance" cell;
+5. merge provenance (with the hash) into ``summary.json`` (atomically), rename the run directory
+   to a finished run and publish it by an atomic symlink swap (:mod:`ntkbook.book.runs`). A run
+   that fails or is killed never touches the published one.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any
 
 from ntkbook.atomic import atomic_write_json, atomic_write_text
 from ntkbook.book.claims import PAPER_CLAIMS
-from ntkbook.book.errors import BookError, BuildFailed, ChapterFailed, SummaryError
+from ntkbook.book.console import CellProgress, format_duration
+from ntkbook.book.errors import BookError, BuildFailed, ChapterFailed, SummaryError, UsageError
 from ntkbook.book.presets import resolve_parameters
 from ntkbook.book.project import Project
 from ntkbook.book.provenance import (
@@ -39,6 +43,17 @@ from ntkbook.book.provenance import (
     provenance_markdown,
     source_tree_hash,
 )
+from ntkbook.book.runs import (
+    check_output_dir,
+    finished_name,
+    finished_runs,
+    partial_dir,
+    previous_wall_time,
+    publish,
+    published_target,
+    runs_dir,
+)
+from ntkbook.book.status import write_status_page
 from ntkbook.book.summary import SUMMARY_FILE, load_summary_file
 
 #: Jupyter kernel the chapters run in; see :func:`check_kernel`.
@@ -48,6 +63,11 @@ INJECTED_TAG = "injected-parameters"
 #: Tag that Jupyter Book (myst-nb) understands as "do not render this cell".
 REMOVE_TAG = "remove-cell"
 PROVENANCE_TAG = "ntkbook-provenance"
+#: Name under which the cell-progress papermill engine is registered.
+PROGRESS_ENGINE = "ntkbook"
+#: The environment variable (read by JAX) and default directory of the compilation cache.
+JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+JAX_CACHE_DIR = ".ntkbook/jax-cache"
 
 Log = Callable[[str], None]
 
@@ -60,7 +80,11 @@ def _stdout(message: str) -> None:
 
 @dataclass(frozen=True)
 class RunResult:
-    """Outcome of :func:`run_chapter`."""
+    """Outcome of :func:`run_chapter`.
+
+    ``output_dir``, ``notebook`` and ``summary`` are the published paths; ``run_dir`` is the run
+    directory they resolve to.
+    """
 
     chapter: str
     preset: str
@@ -71,6 +95,7 @@ class RunResult:
     executed: bool
     wall_time_s: float | None
     content_hash: str
+    run_dir: Path
 
 
 def check_kernel(name: str = KERNEL_NAME) -> None:
@@ -115,8 +140,10 @@ def _command(chapter: str, preset: str, overrides: dict[str, Any] | None) -> str
     return shlex.join(parts)
 
 
-def _is_cached(summary_path: Path, notebook: Path, expected_hash: str) -> bool:
-    if not (summary_path.is_file() and notebook.is_file()):
+def _is_cached(run_dir: Path, chapter: str, expected_hash: str) -> bool:
+    """``run_dir`` holds a finished run of ``chapter`` with content hash ``expected_hash``."""
+    summary_path = run_dir / SUMMARY_FILE
+    if not (summary_path.is_file() and (run_dir / f"{chapter}.ipynb").is_file()):
         return False
     try:
         summary = load_summary_file(summary_path)
@@ -193,6 +220,57 @@ def finalize_notebook(notebook: Path, provenance: dict[str, Any]) -> None:
     atomic_write_text(notebook, nbformat.writes(nb))
 
 
+def _progress_engine() -> str:
+    """Register (once) and name the papermill engine that reports each code cell's progress."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    if PROGRESS_ENGINE not in papermill_engines._engines:
+
+        class ProgressEngine(NBClientEngine):
+            """nbclient execution that calls a :class:`CellProgress` around every code cell."""
+
+            @classmethod
+            def execute_managed_notebook(cls, nb_man, kernel_name, progress=None, **kwargs):
+                if progress is not None:
+                    start, complete = nb_man.cell_start, nb_man.cell_complete
+
+                    def cell_start(cell, cell_index=None, **options):
+                        start(cell, cell_index=cell_index, **options)
+                        if cell.get("cell_type") == "code":
+                            progress.cell_start(cell.get("source", ""))
+
+                    def cell_complete(cell, cell_index=None, **options):
+                        complete(cell, cell_index=cell_index, **options)
+                        if cell.get("cell_type") == "code":
+                            progress.cell_done()
+
+                    nb_man.cell_start, nb_man.cell_complete = cell_start, cell_complete
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+        papermill_engines.register(PROGRESS_ENGINE, ProgressEngine)
+    return PROGRESS_ENGINE
+
+
+def compilation_cache_dir(project: Project) -> Path:
+    """JAX's persistent compilation cache for chapter runs: ``$JAX_COMPILATION_CACHE_DIR`` if set,
+    else ``<root>/.ntkbook/jax-cache``.
+
+    XLA programs compiled by one chapter run are reused by the next run of the same programs
+    (a rerun, nbval then the smoke book, a second preset with the same shapes). The directory
+    belongs to this machine and this checkout: compiled programs depend on the CPU or GPU and on
+    the jaxlib version, so never share it between machines. ``make clean`` removes it.
+    """
+    configured = os.environ.get(JAX_CACHE_ENV)
+    return Path(configured) if configured else project.root / JAX_CACHE_DIR
+
+
+def _code_cells(notebook: Path) -> int:
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    return sum(cell.cell_type == "code" for cell in nb.cells) + 1  # + papermill's parameters
+
+
 def run_chapter(
     project: Project,
     chapter: str,
@@ -201,58 +279,105 @@ def run_chapter(
     output_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
     log: Log = _stdout,
+    label: str | None = None,
+    interactive: bool | None = None,
 ) -> RunResult:
-    """Execute one chapter (or skip it when nothing changed) and record its provenance.
+    """Execute one chapter in its own run directory (or reuse a finished run) and publish it.
+
+    The run executes in ``<store>/<hash>.partial`` (see :mod:`ntkbook.book.runs`), with that
+    directory as its working directory, so its figures, ``summary.json`` and resumable state stay
+    with it. Only when it has finished is it renamed to a finished run and published at
+    ``output_dir`` by an atomic symlink swap; a failure or a kill leaves the published run as it
+    was.
 
     Args:
         project: the book project.
         chapter: chapter name, e.g. ``"ntk_methods"``.
         preset: ``smoke``, ``book`` or ``paper``.
         overrides: parameter values that win over the preset.
-        output_dir: where the executed notebook, its figures and ``summary.json`` go; default
-            ``<root>/executed/<chapter>/``.
-        force: execute even if the content hash is unchanged.
-        log: receives one line per chapter ("skipped (unchanged)" or "executed in X s").
+        output_dir: the published path: a link to the run's directory, which holds the executed
+            notebook, its figures and ``summary.json``; default ``<root>/executed/<chapter>``.
+            The run store is ``.runs/`` beside it.
+        force: execute even if a finished run with the same content hash exists.
+        log: receives the progress lines.
+        label: prefix of the lines (default ``"<chapter> (<preset>)"``; the build adds ``[k/n]``).
+        interactive: redraw one status line instead of printing a line per cell; default: when
+            standard output is a terminal.
 
     Raises:
-        UsageError: unknown chapter, preset or parameter (the message lists the valid ones).
-        ChapterFailed: the notebook raised or did not write its summary; no ``summary.json``
-            is left in the output directory.
+        UsageError: unknown chapter, preset or parameter (the message lists the valid ones), or
+            an output directory that cannot be one.
+        ChapterFailed: the notebook raised, or did not write its summary and claims.
     """
     info = project.chapter(chapter)
     parameters = resolve_parameters(project, info, preset, overrides)
     versions = package_versions()
     key = content_hash(info.notebook, parameters, preset, source_tree_hash(), versions)
-    if output_dir is None:
-        outdir = project.default_output_dir(chapter)
-    else:
-        outdir = Path(output_dir).resolve()
-    notebook = outdir / f"{chapter}.ipynb"
-    summary_path = outdir / SUMMARY_FILE
+    published = (
+        project.default_output_dir(chapter) if output_dir is None else Path(output_dir).absolute()
+    )
+    check_output_dir(published)
+    store = runs_dir(published)
+    label = label or f"{chapter} ({preset})"
 
-    if not force and _is_cached(summary_path, notebook, key):
-        log(f"{chapter} [{preset}]: skipped (unchanged): {_display(notebook)}")
+    def result(run_dir: Path, executed: bool, wall_time: float | None) -> RunResult:
         return RunResult(
-            chapter, preset, parameters, outdir, notebook, summary_path, False, None, key
+            chapter,
+            preset,
+            parameters,
+            published,
+            published / f"{chapter}.ipynb",
+            published / SUMMARY_FILE,
+            executed,
+            wall_time,
+            key,
+            run_dir,
         )
 
+    current = published_target(published)
+    if not force and current is not None and _is_cached(current, chapter, key):
+        log(f"{label}: skipped (unchanged): {_display(published / f'{chapter}.ipynb')}")
+        return result(current, False, None)
+    if not force:
+        for finished in finished_runs(store, key):
+            if _is_cached(finished, chapter, key):
+                publish(published, finished)
+                log(f"{label}: unchanged since run {finished.name}; published it again")
+                return result(finished, False, None)
+
     check_kernel()
-    outdir.mkdir(parents=True, exist_ok=True)
-    # The previous run's summary must not survive a run that fails or forgets write_summary.
+    try:
+        work = partial_dir(published, key)
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create the run directory {str(store)!r}: {err}") from err
+    notebook = work / f"{chapter}.ipynb"
+    summary_path = work / SUMMARY_FILE
+    # A summary left by a killed attempt must not pass for this run's.
     summary_path.unlink(missing_ok=True)
-    log(f"{chapter} [{preset}]: executing {_display(info.notebook)} ...")
+    estimate = previous_wall_time(store, chapter, preset)
+    estimate_text = f"; last run took {format_duration(estimate)}" if estimate else ""
+    log(f"{label}: executing {_display(info.notebook)} in {_display(work)}{estimate_text}")
     import papermill
 
+    os.environ.setdefault(JAX_CACHE_ENV, str(compilation_cache_dir(project)))
+    interactive = sys.stdout.isatty() if interactive is None else interactive
+    progress = CellProgress(
+        _code_cells(info.notebook), log, interactive, label, estimate_s=estimate
+    )
     timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
+    progress.start()
     try:
         try:
             papermill.execute_notebook(
                 str(info.notebook),
                 str(notebook),
                 parameters=parameters,
+                engine_name=_progress_engine(),
+                progress=progress,
                 kernel_name=KERNEL_NAME,
-                cwd=str(outdir),
+                cwd=str(work),
                 progress_bar=False,
                 log_output=False,
                 # Every cell has finished and its outputs are saved by now; a graceful kernel
@@ -261,11 +386,14 @@ def run_chapter(
             )
         except Exception as err:
             raise _execution_error(chapter, notebook, err) from err
+        finally:
+            progress.stop()
         wall_time = time.perf_counter() - start
         if not summary_path.is_file():
             raise ChapterFailed(
                 f"chapter {chapter!r} ran but wrote no {SUMMARY_FILE}; every chapter must end "
-                "with ntkbook.book.write_summary({...}) holding its headline numbers"
+                "with ntkbook.book.write_summary({...}, claims=ledger) holding its headline "
+                f"numbers; the executed notebook is {notebook}"
             )
         try:
             summary = load_summary_file(summary_path)
@@ -290,10 +418,15 @@ def run_chapter(
     except BaseException:
         summary_path.unlink(missing_ok=True)
         raise
-    log(f"{chapter} [{preset}]: executed in {wall_time:.1f} s: {_display(notebook)}")
-    return RunResult(
-        chapter, preset, parameters, outdir, notebook, summary_path, True, wall_time, key
+    finished = store / finished_name(key)
+    os.replace(work, finished)
+    publish(published, finished)
+    ended = dt.datetime.now().strftime("%H:%M:%S")
+    log(
+        f"{label}: executed in {format_duration(wall_time)}, finished at {ended}: "
+        f"{_display(published / f'{chapter}.ipynb')}"
     )
+    return result(finished, True, wall_time)
 
 
 def jupyter_book_command(root: Path) -> list[str]:
@@ -325,11 +458,14 @@ def build_book(
     preset: str = "book",
     force: bool = False,
     log: Log = _stdout,
+    interactive: bool | None = None,
 ) -> Path:
-    """Run every chapter of ``_toc.yml`` with ``preset``, then build the HTML book.
+    """Run every chapter of ``_toc.yml`` with ``preset``, write the Status page, build the HTML.
 
+    Each chapter is announced as ``[k/n] chapter (preset)`` with the previous run's wall time as
+    an estimate, reports its cells while it runs and ends with its wall time and the clock time.
     Chapters are all attempted even after one fails (the others are then cached for the next
-    build), but the HTML is built only when every chapter succeeded.
+    build), but the Status page and the HTML are built only when every chapter succeeded.
 
     Returns:
         The HTML output directory, ``<root>/_build/html``.
@@ -343,9 +479,18 @@ def build_book(
         log(f"{name}: not listed in _toc.yml, not run and not in the book")
     failures: list[str] = []
     start = time.perf_counter()
-    for name in chapters:
+    for number, name in enumerate(chapters, start=1):
+        label = f"[{number}/{len(chapters)}] {name} ({preset})"
         try:
-            run_chapter(project, name, preset=preset, force=force, log=log)
+            run_chapter(
+                project,
+                name,
+                preset=preset,
+                force=force,
+                log=log,
+                label=label,
+                interactive=interactive,
+            )
         except BookError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             failures.append(name)
@@ -354,7 +499,13 @@ def build_book(
             f"{len(failures)} of {len(chapters)} chapter(s) failed: {', '.join(failures)}; "
             "the HTML book was not built"
         )
-    log(f"all {len(chapters)} chapter(s) ready in {time.perf_counter() - start:.1f} s")
+    log(f"all {len(chapters)} chapter(s) ready in {format_duration(time.perf_counter() - start)}")
+    try:
+        status = write_status_page(project, chapters)
+    except SummaryError as err:
+        raise BuildFailed(f"the Status page could not be written: {err}") from err
+    log(f"status page: {_display(status)}")
+    log("rendering the HTML book with jupyter-book ...")
     result = subprocess.run(jupyter_book_command(project.root), cwd=project.root, check=False)
     if result.returncode != 0:
         raise BuildFailed(
@@ -362,5 +513,8 @@ def build_book(
             "see its warnings and errors above"
         )
     html = project.root / "_build" / "html"
-    log(f"book built: {_display(html / 'index.html')}")
+    log(
+        f"book built in {format_duration(time.perf_counter() - start)}: "
+        f"{_display(html / 'index.html')}"
+    )
     return html

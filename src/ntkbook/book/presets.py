@@ -9,7 +9,36 @@ some of these names to new values. ``-p name=value`` overrides on the command li
 A preset or override may only name parameters that exist in the cell, and a value must have the
 type of its default (an ``int`` default accepts only integers, a ``float`` default accepts
 integers too, a ``None`` default accepts anything), so a typo fails loudly instead of being
-injected into the notebook as an unused variable.
+injected into the notebook as an unused variable. The items of a list are checked against the
+type of the default's items (``hidden = [64, 64]`` accepts ``[8, 16]``, not ``[8, abc]``).
+
+**Values are read as YAML 1.2** (the core schema), in preset files and in ``-p`` values alike,
+not as PyYAML's YAML 1.1: ``010`` is the integer 10 (not octal 8), ``1e-3`` is a float; ``true``
+and ``false`` are the only booleans (``yes``, ``no``, ``on``, ``off`` are strings); integers are
+decimal only, so ``0x10``, ``0o17``, ``1_000`` and the sexagesimal ``1:20`` are strings, and
+therefore a type error against a number default. A key given twice in one mapping (a preset file,
+a flow mapping in ``-p``) is an error naming the key, not "the last one wins".
+
+**Rules.** A parameter's comment may end with a rule in square brackets, which ``ntkbook run``
+checks for the effective value (after presets and overrides) before the kernel starts:
+
+    epochs = 20  # training epochs [>= 1]
+    learning_rate = 0.001  # Adam learning rate [> 0, <= 1]
+    n_probe = 100  # probe samples, taken from the training set [>= 1, <= n_train]
+    activation = "tanh"  # hidden activation [in: tanh, relu, gelu]
+    hidden = [64, 64]  # hidden widths [>= 1]
+
+- ``[OP BOUND, OP BOUND, ...]``: every bound must hold (OP is ``>=``, ``>``, ``<=``, ``<`` or
+  ``!=``); a BOUND is a number or the name of another parameter of the cell, whose effective value
+  is used.
+- ``[in: A, B, ...]``: the value is one of the choices (read as YAML 1.2 scalars, so
+  ``[in: 1, 2, 4]`` lists numbers; quote a choice that contains a comma).
+- A list value is checked item by item; a ``None`` value is not checked.
+
+Only a trailing ``[...]`` that starts with an operator or ``in:`` is a rule; other brackets are
+prose. A rule that does not parse, that names an unknown parameter, or that the default itself
+breaks is an error in the parameters cell. The message of a broken rule names the parameter, the
+value, the rule and where the value came from.
 """
 
 from __future__ import annotations
@@ -34,40 +63,172 @@ PARAMETERS_TAG = "parameters"
 
 
 @dataclass(frozen=True)
+class Bound:
+    """One bound of a rule: ``value <op> operand``; ``operand`` is a number or a parameter name."""
+
+    op: str
+    operand: float | int | str
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.operand}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The rule of a parameter, from the ``[...]`` at the end of its comment (module docstring).
+
+    Either ``bounds`` (all must hold) or ``choices`` (the value must be one of them) is set.
+    """
+
+    text: str
+    bounds: tuple[Bound, ...] = ()
+    choices: tuple[Any, ...] | None = None
+
+    def references(self) -> list[str]:
+        """Names of other parameters that the bounds use."""
+        return [b.operand for b in self.bounds if isinstance(b.operand, str)]
+
+    def broken_by(self, value: Any, values: dict[str, Any]) -> str | None:
+        """Why ``value`` breaks the rule (``values``: the effective parameters), or None."""
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            label = f"item {index} ({item!r})" if isinstance(value, list) else repr(item)
+            if item is None:
+                continue
+            if self.choices is not None:
+                if not any(_same(item, choice) for choice in self.choices):
+                    choices = ", ".join(_format_choice(c) for c in self.choices)
+                    return f"{label} is not one of {choices}"
+                continue
+            for bound in self.bounds:
+                operand = bound.operand
+                detail = ""
+                if isinstance(operand, str):
+                    operand = values.get(operand)
+                    if operand is None:  # the other parameter is unset: nothing to compare
+                        continue
+                    detail = f" ({bound.operand} = {operand!r})"
+                if not _is_number(item) or not _is_number(operand):
+                    return f"{label} cannot be compared with {bound}{detail}"
+                if not _COMPARE[bound.op](item, operand):
+                    return f"{label} is not {bound}{detail}"
+        return None
+
+
+@dataclass(frozen=True)
 class Parameter:
-    """One entry of a parameters cell: its default value and the line's comment (help text)."""
+    """One entry of a parameters cell: its default value, the line's comment (help text) and the
+    rule at the end of that comment, if any."""
 
     name: str
     default: Any
     comment: str = ""
+    rule: Rule | None = None
+
+
+_COMPARE = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    "!=": lambda a, b: a != b,
+}
+_RULE = re.compile(r"\[\s*((?:>=|<=|!=|>|<|in\s*:)[^\[\]]*)\]\s*$")
+_BOUND = re.compile(r"\s*(>=|<=|!=|>|<)\s*(\S.*?)\s*$")
+
+_INT_12 = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT_12 = re.compile(
+    r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_KEEP_11 = {"tag:yaml.org,2002:null"}
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(f"duplicate key {key!r} (lines {first} and {second})")
+        self.key, self.first, self.second = key, first, second
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats.
+    """PyYAML's safe loader with the YAML 1.2 core schema and no duplicate keys.
 
-    PyYAML follows YAML 1.1, which reads ``1e-3`` (no dot) as the *string* "1e-3". Learning rates
-    are written exactly like that, so this loader also resolves exponent floats without a dot.
+    PyYAML follows YAML 1.1: ``010`` is octal 8, ``1:20`` is sexagesimal 80, ``yes`` is a bool,
+    ``1e-3`` (no dot) is a *string*, and a repeated key silently overwrites the first. This loader
+    resolves plain scalars as YAML 1.2 does (decimal integers, floats, ``true``/``false``, null;
+    everything else is a string, dates included) and rejects duplicate keys.
     """
 
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, seen[key], line)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: PyYAML reports it
+                    continue
+        return super().construct_mapping(node, deep=deep)
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+
+def _construct_int(loader: _Loader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)
+    if not _INT_12.match(text):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a decimal integer", node.start_mark
+        )
+    return int(text, 10)
+
+
+def _construct_float(loader: _Loader, node: yaml.Node) -> float:
+    text = loader.construct_scalar(node)
+    lowered = text.lower()
+    if lowered.endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    if lowered == ".nan":
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError as err:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a number", node.start_mark
+        ) from err
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag in _KEEP_11]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_12, list("tTfF"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_12, list("-+0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 
 def load_yaml(text: str, where: str) -> Any:
-    """Parse YAML ``text`` with :class:`_Loader`; ``where`` names the source in errors."""
+    """Parse YAML ``text`` as YAML 1.2 (see the module docstring); ``where`` names the source.
+
+    Raises:
+        UsageError: invalid YAML, or a key given twice in one mapping (naming the key).
+    """
     try:
         return yaml.load(text, Loader=_Loader)
+    except _DuplicateKey as err:
+        lines = (
+            f"line {err.first}"
+            if err.first == err.second
+            else f"lines {err.first} and {err.second}"
+        )
+        raise UsageError(
+            f"{where}: duplicate key {err.key!r} ({lines}); give each key once"
+        ) from err
     except yaml.YAMLError as err:
         raise UsageError(f"{where} is not valid YAML: {err}") from err
 
@@ -111,10 +272,115 @@ def parse_parameters_source(source: str, where: str = "parameters cell") -> dict
                 f"{ast.get_source_segment(source, value_node)!r}"
             ) from err
         check_json_value(value, f"{where}: {target.id}")
+        comment = comments.get(node.end_lineno or node.lineno, "")
         parameters[target.id] = Parameter(
-            target.id, _normalise(value), comments.get(node.end_lineno or node.lineno, "")
+            target.id,
+            _normalise(value),
+            comment,
+            parse_rule(comment, f"{where}, line {node.lineno}: rule of {target.id!r}"),
         )
+    _check_rules(parameters, where)
     return parameters
+
+
+def parse_rule(comment: str, where: str = "rule") -> Rule | None:
+    """The rule at the end of a parameter's comment (see the module docstring), or None.
+
+    Raises:
+        UsageError: a trailing ``[...]`` that starts like a rule but does not parse.
+    """
+    match = _RULE.search(comment)
+    if match is None:
+        return None
+    text = match.group(1).strip()
+    if text.startswith("in"):
+        listed = text.partition(":")[2].strip()
+        choices = load_yaml(f"[{listed}]", f"{where} [{text}]")
+        if not listed or not all(
+            choice is None or isinstance(choice, bool | int | float | str) for choice in choices
+        ):
+            raise UsageError(f"{where}: [{text}] must list one or more plain values after 'in:'")
+        return Rule(text, choices=tuple(choices))
+    bounds = []
+    for part in text.split(","):
+        found = _BOUND.fullmatch(part)
+        if found is None:
+            raise UsageError(
+                f"{where}: cannot read {part.strip()!r} in [{text}]; write bounds such as "
+                "[>= 1], [> 0, <= 1] or [<= n_train], or choices such as [in: tanh, relu]"
+            )
+        op, raw = found.groups()
+        operand = raw if raw.isidentifier() else load_yaml(raw, f"{where} [{text}]")
+        if not (_is_number(operand) or isinstance(operand, str) and operand.isidentifier()):
+            raise UsageError(
+                f"{where}: the bound {raw!r} in [{text}] must be a number or a parameter name"
+            )
+        bounds.append(Bound(op, operand))
+    return Rule(text, bounds=tuple(bounds))
+
+
+def _check_rules(parameters: dict[str, Parameter], where: str) -> None:
+    """Every rule names known parameters and holds for the defaults."""
+    defaults = {name: parameter.default for name, parameter in parameters.items()}
+    for name, parameter in parameters.items():
+        if parameter.rule is None:
+            continue
+        unknown = [ref for ref in parameter.rule.references() if ref not in parameters]
+        if unknown:
+            raise UsageError(
+                f"{where}: the rule [{parameter.rule.text}] of {name!r} names unknown "
+                f"parameter(s) {', '.join(unknown)}; valid parameters: {', '.join(parameters)}"
+            )
+        if isinstance(parameter.default, dict):
+            raise UsageError(
+                f"{where}: {name!r} has a rule but a dict value; rules check numbers, strings "
+                "and lists of them"
+            )
+        broken = parameter.rule.broken_by(parameter.default, defaults)
+        if broken:
+            raise UsageError(
+                f"{where}: the default of {name!r} breaks its own rule [{parameter.rule.text}]: "
+                f"{broken}"
+            )
+
+
+def check_rules(
+    parameters: dict[str, Parameter], values: dict[str, Any], sources: dict[str, str]
+) -> None:
+    """Check the effective ``values`` against the rules of ``parameters``.
+
+    ``sources`` maps a name to where its value came from (``-p override``, a preset file); a
+    value that is not in it is the default.
+
+    Raises:
+        UsageError: the first broken rule, naming the parameter, the value, the rule and the
+            value's source.
+    """
+    for name, parameter in parameters.items():
+        if parameter.rule is None:
+            continue
+        broken = parameter.rule.broken_by(values[name], values)
+        if broken:
+            source = sources.get(name, "the parameters cell")
+            raise UsageError(
+                f"parameter {name!r} = {values[name]!r} (from {source}) breaks its rule "
+                f"[{parameter.rule.text}]: {broken}"
+            )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _same(value: Any, choice: Any) -> bool:
+    """Equality in which ``True`` is not ``1`` and ``1`` is ``1.0``."""
+    if isinstance(value, bool) or isinstance(choice, bool):
+        return value is choice
+    return value == choice
+
+
+def _format_choice(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 def _line_comments(source: str) -> dict[int, str]:
@@ -267,18 +533,29 @@ def resolve_parameters(
 ) -> dict[str, Any]:
     """Effective parameters: the parameters cell, updated by the preset, then by ``overrides``.
 
+    The rules of the parameters cell are checked for the effective values (:func:`check_rules`),
+    so that ``ntkbook run`` fails before the kernel starts.
+
     Raises:
         UsageError: see :func:`load_preset`; an override names an unknown parameter or has the
-            wrong type.
+            wrong type; an effective value breaks its parameter's rule.
     """
     defaults = read_parameters(chapter.notebook)
     values = {name: parameter.default for name, parameter in defaults.items()}
-    values.update(load_preset(project, chapter, preset))
+    from_preset = load_preset(project, chapter, preset)
+    values.update(from_preset)
+    preset_file = project.preset_file(chapter.name, preset)
+    sources = {
+        name: f"{preset_file.relative_to(project.root)}" if preset_file.is_file() else preset
+        for name in from_preset
+    }
     if overrides:
         _check_names(overrides, defaults, "-p override")
         for name, value in overrides.items():
             check_json_value(value, f"-p {name}")
             values[name] = _coerce(name, defaults[name].default, value, "-p override")
+            sources[name] = f"-p {name}"
+    check_rules(defaults, values, sources)
     return values
 
 
@@ -291,24 +568,101 @@ def _check_names(given: dict[str, Any], defaults: dict[str, Parameter], where: s
 
 
 def _coerce(name: str, default: Any, value: Any, where: str) -> Any:
-    """Return ``value`` if it fits the type of ``default`` (ints widen to floats), else raise."""
+    """Return ``value`` if it fits the type of ``default`` (ints widen to floats), else raise.
+
+    The items of a list are checked against the items of the default list (when those share one
+    type), the values of a dict against the default's values under the same keys.
+    """
     value = _normalise(value)
-    if default is None:
-        return value
-    ok: bool
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok:
-            value = float(value)
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
+    fitted = _fit(default, value)
+    if fitted is _MISFIT:
         raise UsageError(
-            f"{where}: parameter {name!r} expects {type(default).__name__} "
+            f"{where}: parameter {name!r} expects {_type_name(default)} "
             f"(default {default!r}), got {type(value).__name__} {value!r}"
         )
-    return value
+    if isinstance(fitted, _ItemMisfit):
+        raise UsageError(
+            f"{where}: parameter {name!r} expects {_type_name(default)} "
+            f"(default {default!r}); {fitted.where} is {type(fitted.item).__name__} "
+            f"{fitted.item!r} in {value!r}"
+        )
+    return fitted
+
+
+_MISFIT = object()
+
+
+@dataclass(frozen=True)
+class _ItemMisfit:
+    where: str
+    item: Any
+
+
+def _item_template(default: list) -> Any:
+    """One value that stands for every item of ``default``, or ``None`` (items are not checked).
+
+    Integers and floats mixed stand for floats; otherwise the items must share one type.
+    """
+    if not default or any(item is None for item in default):
+        return None
+    if all(_is_number(item) for item in default):
+        return 0.0 if any(isinstance(item, float) for item in default) else 0
+    kinds = {type(item) for item in default}
+    if len(kinds) != 1:
+        return None
+    if isinstance(default[0], list):
+        templates = [_item_template(item) for item in default]
+        if all(isinstance(t, type(templates[0])) and t == templates[0] for t in templates):
+            return default[0]
+        return []
+    return default[0]
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, list):
+        template = _item_template(default)
+        if template is None:
+            return "list"
+        return f"list[{_type_name(template)}]"
+    return type(default).__name__
+
+
+def _fit(default: Any, value: Any) -> Any:
+    """``value`` shaped like ``default`` (ints widened to floats), ``_MISFIT`` or an
+    :class:`_ItemMisfit` naming the first bad item."""
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else _MISFIT
+    if isinstance(default, int):
+        return value if _is_number(value) and isinstance(value, int) else _MISFIT
+    if isinstance(default, float):
+        return float(value) if _is_number(value) else _MISFIT
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            return _MISFIT
+        template = _item_template(default)
+        if template is None:
+            return value
+        fitted = []
+        for index, item in enumerate(value):
+            result = _fit(template, item)
+            if result is _MISFIT:
+                return _ItemMisfit(f"item {index}", item)
+            if isinstance(result, _ItemMisfit):
+                return _ItemMisfit(f"item {index}, {result.where}", result.item)
+            fitted.append(result)
+        return fitted
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            return _MISFIT
+        fitted_dict = {}
+        for key, item in value.items():
+            result = _fit(default[key], item) if key in default else item
+            if result is _MISFIT:
+                return _ItemMisfit(f"key {key!r}", item)
+            if isinstance(result, _ItemMisfit):
+                return _ItemMisfit(f"key {key!r}, {result.where}", result.item)
+            fitted_dict[key] = result
+        return fitted_dict
+    return value if isinstance(value, type(default)) else _MISFIT

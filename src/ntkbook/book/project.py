@@ -23,6 +23,8 @@ TOC_FILE = "_toc.yml"
 NOTEBOOK_DIR = "notebooks"
 PARAMS_DIR = "params"
 EXECUTED_DIR = "executed"
+#: The generated Status page, ``executed/status`` in the table of contents (not a chapter).
+STATUS_NAME = "status"
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ class Project:
         """Chapters named in ``_toc.yml``, in book order.
 
         A toc entry ``executed/<chapter>/<chapter>`` (with or without ``.ipynb``) is a chapter;
-        other entries (prose pages under ``book/``) are left to Jupyter Book.
+        other entries (prose pages under ``book/``, the generated ``executed/status`` page) are
+        left to Jupyter Book.
 
         Raises:
             UsageError: ``_toc.yml`` is missing or malformed, an entry under ``executed/`` does not
@@ -115,8 +118,8 @@ class Project:
         chapters = self.chapters()
         names: list[str] = []
         for entry in _toc_files(toc):
-            parts = Path(entry.removesuffix(".ipynb")).parts
-            if not parts or parts[0] != EXECUTED_DIR:
+            parts = Path(entry.removesuffix(".ipynb").removesuffix(".md")).parts
+            if not parts or parts[0] != EXECUTED_DIR or parts == (EXECUTED_DIR, STATUS_NAME):
                 continue
             if len(parts) != 3 or parts[1] != parts[2]:
                 raise UsageError(
