@@ -9,9 +9,15 @@ MAKEFLAGS += --no-builtin-rules
 PRESET ?= book
 VENV := .venv
 BIN := $(VENV)/bin
-# Records that the install below succeeded; pip runs again only when pyproject.toml is newer.
+# Records that the install below succeeded; pip runs again when pyproject.toml or the lock is newer.
 STAMP := $(VENV)/.installed
-# python3.11, or python3 when that is 3.11 (the project supports exactly 3.11).
+LOCK := requirements.lock
+# `make lock`: the uv release that writes the lock, and the Python and platform it is for.
+UV_VERSION := 0.13.8
+LOCK_PYTHON := 3.11
+LOCK_PLATFORM := x86_64-manylinux_2_28
+# python3.11, or python3 when that is 3.11 (requirements.lock is for 3.11; the package also
+# supports 3.12).
 PYTHON ?= $(shell for p in python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && \
 	   $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
@@ -26,7 +32,8 @@ export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.ntkbook/jax-cache
 help:
 	@echo "make book     execute every chapter (PRESET=$(PRESET)) and build _build/html"
 	@echo "make test     ruff, unit tests and nbval on every notebook at smoke size"
-	@echo "make venv     create $(VENV) and install the package with its book and test extras"
+	@echo "make venv     create $(VENV): requirements.lock (book and test extras), then the package"
+	@echo "make lock     regenerate requirements.lock from pyproject.toml (maintainers, see Makefile)"
 	@echo "make check-html  open every page of _build/html in headless Chromium, offline"
 	@echo "make bench    run the benchmarks in bench/"
 	@echo "make clean    remove build outputs and executed chapters (keeps $(VENV))"
@@ -34,7 +41,9 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The exact versions come from requirements.lock (hash-checked); the package itself is installed
+# editable without dependencies, and `pip check` then fails if the lock lacks one of them.
+$(STAMP): pyproject.toml $(LOCK)
 	@if [ ! -x $(BIN)/python ]; then \
 	  if [ -z "$(PYTHON)" ]; then \
 	    echo "error: Python 3.11 is required (tried python3.11 and python3)" >&2; exit 1; \
@@ -44,8 +53,33 @@ $(STAMP): pyproject.toml
 	fi
 	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
 	  echo "error: $(VENV) is not Python 3.11; run 'make distclean' and try again" >&2; exit 1; }
-	$(BIN)/python -m pip install -e ".[book,test]"
+	$(BIN)/python -m pip install --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -m pip check
 	@touch $@
+
+# requirements.lock pins every package of the CPU install (pyproject's dependencies and its book
+# and test extras) with hashes, for CPython $(LOCK_PYTHON) on Linux x86_64. Maintainers only: run
+# `make lock` after changing a dependency or a bound in pyproject.toml (tests/test_lock.py fails
+# until the lock covers pyproject again), commit the new lock, and `make venv` installs it. Pins
+# that still fit are kept; `make lock UPGRADE=1` moves every package to its newest release. uv
+# (pinned below) resolves for the target platform, so any machine with Python 3 and PyPI will do.
+.PHONY: lock
+lock:
+	@tools=$$(mktemp -d); trap 'rm -rf "$$tools"' EXIT; \
+	python3 -m venv "$$tools"; \
+	"$$tools/bin/python" -m pip install -q "uv==$(UV_VERSION)"; \
+	"$$tools/bin/uv" pip compile pyproject.toml --extra book --extra test --generate-hashes \
+	  --python-version $(LOCK_PYTHON) --python-platform $(LOCK_PLATFORM) $(if $(UPGRADE),--upgrade) \
+	  --no-header --quiet -o $(LOCK); \
+	{ echo "# ntkbook's CPU install, pinned with hashes: pyproject.toml's dependencies and its book and"; \
+	  echo "# test extras, for CPython $(LOCK_PYTHON) on $(LOCK_PLATFORM). Do not edit by hand."; \
+	  echo "# Written by make lock with uv $(UV_VERSION): uv pip compile pyproject.toml --extra book"; \
+	  echo "#   --extra test --generate-hashes --python-version $(LOCK_PYTHON) --python-platform $(LOCK_PLATFORM)"; \
+	  echo "# make venv installs it with pip --require-hashes, then ntkbook with --no-deps."; \
+	  cat $(LOCK); } > $(LOCK).tmp; \
+	mv $(LOCK).tmp $(LOCK); \
+	echo "wrote $(LOCK): $$(grep -c '==' $(LOCK)) packages"
 
 test: lint unit nbval
 

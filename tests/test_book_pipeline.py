@@ -170,7 +170,8 @@ def test_toc_chapters_and_missing_notebook(book_project) -> None:
 
 
 def test_write_summary_converts_numpy_and_jax(tmp_path: Path) -> None:
-    path = write_summary(
+    path = tmp_path / "summary.json"
+    returned = write_summary(
         {
             "loss": np.float32(0.25),
             "steps": np.int64(7),
@@ -179,8 +180,9 @@ def test_write_summary_converts_numpy_and_jax(tmp_path: Path) -> None:
             "nested": {"trace": jnp.float32(2.5), "per_sample": [np.float64(1.25), 2]},
             "name": "mlp",
         },
-        tmp_path / "summary.json",
+        path,
     )
+    assert returned is None  # the last cell of a chapter shows no output
     data = json.loads(path.read_text())
     assert data["chapter_results"] == {
         "loss": 0.25,

@@ -20,7 +20,8 @@ needs_chromium = pytest.mark.skipif(
 BROKEN_PAGE = """<!DOCTYPE html><html><head>
 <script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>
 </head><body><main>
-<p>| shape | R (µm) | |---|---| | sphere | 0.5 |</p>
+<p>| shape | R (µm) | |—|—| | sphere | 0.5 |</p>
+<p>Data scaling: $\\alpha_n$ = 0.55; costs $5 or $6 are not math.</p>
 <div class="math notranslate nohighlight">\\[ \\delta L = \\chi \\]</div>
 <img src="missing.png">
 <pre>| code | may |\n|---|---|</pre>
@@ -45,9 +46,10 @@ def test_the_check_fails_on_raw_tables_cdn_math_and_broken_images(tmp_path: Path
     assert "raw pipe-table text: '| shape | R (µm) |" in problems
     assert "MathJax did not load" in problems
     assert "image did not load: missing.png" in problems
+    assert "raw TeX in the page text: 'Data scaling: $\\\\alpha_n$ = 0.55" in problems
     assert "| code |" not in problems  # code blocks may hold pipes
     assert main([str(tmp_path)]) == 1
-    assert "3 problem(s) on 1 page(s)" in capsys.readouterr().out
+    assert "4 problem(s) on 1 page(s)" in capsys.readouterr().out
 
 
 @needs_chromium

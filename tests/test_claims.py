@@ -76,7 +76,8 @@ def _claim(**changes):
 
 
 def test_write_summary_stores_claims_with_exactly_the_documented_keys(tmp_path):
-    path = write_summary({"x": 1.0}, tmp_path / "summary.json", claims=[_claim()])
+    path = tmp_path / "summary.json"
+    write_summary({"x": 1.0}, path, claims=[_claim()])
     data = json.loads(path.read_text())
     assert [sorted(claim) for claim in data["claims"]] == [sorted(CLAIM_KEYS)]
     assert data["claims"][0]["interval"] == [0.1, 0.3]
@@ -113,7 +114,8 @@ def test_write_summary_refuses_an_invalid_claim_naming_its_id(tmp_path, changes,
 
 
 def test_a_tampered_summary_file_is_refused_on_reading(tmp_path):
-    path = write_summary({"x": 1.0}, tmp_path / "summary.json", claims=[_claim()])
+    path = tmp_path / "summary.json"
+    write_summary({"x": 1.0}, path, claims=[_claim()])
     data = json.loads(path.read_text())
     data["claims"][0]["verdict"] = "not reproduced"
     path.write_text(json.dumps(data))
@@ -162,7 +164,8 @@ def test_ledger_rejects_unknown_and_repeated_ids_and_bad_values():
 def test_write_summary_takes_a_ledger(tmp_path):
     ledger = Ledger("toy", statements={"T1": "It works."})
     ledger.test("T1", "score", 2.0, (1.5, 2.5), threshold=1.0, direction="above")
-    path = write_summary({"x": 1}, tmp_path / "summary.json", claims=ledger)
+    path = tmp_path / "summary.json"
+    write_summary({"x": 1}, path, claims=ledger)
     assert json.loads(path.read_text())["claims"][0]["verdict"] == "reproduced"
 
 

@@ -114,6 +114,26 @@ def test_head_fine_tuning_freezes_the_body():
     )
 
 
+def test_fit_reports_each_finished_epoch_to_a_progress_callback():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    model = classify.FeatureMLP(hidden=(8,), n_classes=2)
+    calls = []
+    classify.fit(
+        model,
+        model.init(jax.random.key(0), x[:1]),
+        x,
+        y,
+        epochs=3,
+        batch_size=16,
+        learning_rate=1e-2,
+        key=jax.random.key(1),
+        progress=lambda *args: calls.append(args),
+    )
+    assert calls == [(1, 3, "fit epochs"), (2, 3, "fit epochs"), (3, 3, "fit epochs")]
+
+
 def test_few_shot_and_shift():
     labels = np.repeat(np.arange(3), 5)
     chosen = few_shot_indices(labels, 2, jax.random.key(0))

@@ -423,3 +423,95 @@ def test_unknown_method_and_bad_block_size(networks):
             empirical_ntk(apply_fn, params, x1, block_size=block_size)
         with pytest.raises(ValueError, match="block_size must be a positive integer"):
             ntk_diagonal(apply_fn, params, x1, block_size=block_size)
+
+
+# ------------------------------------------------------------------------------------------
+# the per-sample guard: a model that mixes samples is refused, not given a silent zero kernel
+# ------------------------------------------------------------------------------------------
+
+
+def _mixing(apply_fn):
+    def centred(params, x):
+        out = apply_fn(params, x)
+        return out - out.mean(0)
+
+    return centred
+
+
+@pytest.mark.parametrize("method", EXACT_METHODS)
+def test_batch_mixing_model_is_refused_by_every_method(networks, method):
+    apply_fn, params, x1, x2 = networks("mlp")
+    centred = _mixing(apply_fn)
+    with pytest.raises(ValueError, match="apply_fn is not per sample.*subtracting the batch mean"):
+        empirical_ntk(centred, params, x1, method=method)
+    with pytest.raises(ValueError, match="not per sample"):
+        empirical_ntk(centred, params, x1, x2, method=method)
+    # What the guard protects against: with it switched off the kernel is silently all zero.
+    unchecked = empirical_ntk(centred, params, x1, method=method, check_per_sample=False)
+    assert np.max(np.abs(np.asarray(unchecked))) < 1e-12
+    assert np.max(np.abs(as_traced(reference_ntk(apply_fn, params, x1)))) > 1.0
+
+
+def test_batch_mixing_model_is_refused_by_diagonal_and_layer_summary(networks):
+    apply_fn, params, x1, _ = networks("mlp")
+    centred = _mixing(apply_fn)
+    with pytest.raises(ValueError, match="not per sample"):
+        ntk_diagonal(centred, params, x1)
+    with pytest.raises(ValueError, match="not per sample"):
+        layer_summary(centred, params, x1)
+    assert ntk_diagonal(centred, params, x1, check_per_sample=False).shape == (7,)
+
+
+def test_single_sample_is_checked_against_a_made_up_second_one(networks):
+    apply_fn, params, x1, _ = networks("mlp")
+    with pytest.raises(ValueError, match="not per sample"):
+        empirical_ntk(_mixing(apply_fn), params, x1[:1])
+
+
+class _Normed(nn.Module):
+    running: bool
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(4, param_dtype=F64)(x)
+        h = nn.BatchNorm(use_running_average=self.running, param_dtype=F64)(h)
+        return nn.Dense(2, param_dtype=F64)(jnp.tanh(h))
+
+
+def test_batch_statistics_are_refused_and_running_averages_pass(networks):
+    _, _, x1, _ = networks("mlp")
+    variables = _Normed(running=False).init(jax.random.PRNGKey(0), x1)
+    training = _Normed(running=False)
+
+    def apply_training(params, x):
+        return training.apply(params, x, mutable=["batch_stats"])[0]
+
+    with pytest.raises(ValueError, match="BatchNorm in training mode: use use_running_average"):
+        empirical_ntk(apply_training, variables, x1)
+    kernel = empirical_ntk(_Normed(running=True).apply, variables, x1)
+    assert kernel.shape == (7, 7)
+
+
+def test_per_sample_check_is_two_forward_passes_once_per_structure(networks, monkeypatch):
+    from ntkbook.ntk import kernel as kernel_module
+
+    apply_fn, params, x1, _ = networks("mlp")
+    batches: list[tuple[int, ...]] = []
+
+    def counted(p, x):
+        batches.append(tuple(x.shape))
+        return apply_fn(p, x)
+
+    kernel_module.verify_per_sample(counted, params, x1)
+    # jointly (2 samples) and separately (one vmapped call over 2 samples of batch 1)
+    assert batches == [(2, 5), (1, 5)]
+
+    checks: list[int] = []
+    real = kernel_module.verify_per_sample
+    monkeypatch.setattr(kernel_module, "verify_per_sample", lambda *a: checks.append(1) or real(*a))
+    fn = ntk_fn(apply_fn)
+    fn(params, x1)
+    fn(params, x1[:3])
+    assert len(checks) == 1
+    ntk_fn(apply_fn, check_per_sample=False)(params, x1)
+    assert len(checks) == 1

@@ -192,3 +192,33 @@ def test_matrix_free_spectrum_at_two_thousand_samples():
     assert np.all(top.residuals < 1e-3 * top.eigenvalues)
     overlaps = np.abs(np.sum(top.eigenvectors * system.eigenvectors[:, :10], axis=0))
     assert np.all(overlaps > 0.99)
+
+
+def test_relative_error_folds_the_t_interval_of_the_signed_error():
+    # 16 probes: t_{15, 0.975} = 2.1314…, so the half-width is 2.1314 * 0.01 / 2 = 0.010657.
+    half = 2.131449545559323 * 0.01 / 2.0
+    above = matfree.relative_error(matfree.Estimate(2.1, 0.01), 2.0, num_probes=16)
+    assert above.value == pytest.approx(0.05)
+    assert above.interval == pytest.approx((0.05 - half, 0.05 + half))
+    below = matfree.relative_error(matfree.Estimate(1.9, 0.01), 2.0, num_probes=16)
+    assert below.value == pytest.approx(0.05)
+    assert below.interval == pytest.approx((0.05 - half, 0.05 + half))
+    assert (above.method, above.n, above.confidence) == ("t", 16, 0.95)
+
+
+def test_relative_error_interval_starts_at_zero_when_the_signed_interval_contains_zero():
+    estimate = matfree.relative_error(matfree.Estimate(-1.001, 0.01), -1.0, num_probes=4)
+    assert estimate.value == pytest.approx(0.001)
+    assert estimate.low == 0.0
+    assert estimate.high == pytest.approx(0.001 + 3.182446305284263 * 0.01)
+
+
+@pytest.mark.parametrize(
+    ("exact", "num_probes", "confidence"),
+    [(0.0, 16, 0.95), (float("nan"), 16, 0.95), (1.0, 1, 0.95), (1.0, 16, 1.0)],
+)
+def test_relative_error_arguments(exact, num_probes, confidence):
+    with pytest.raises(ValueError):
+        matfree.relative_error(
+            matfree.Estimate(1.0, 0.1), exact, num_probes=num_probes, confidence=confidence
+        )

@@ -148,7 +148,10 @@ def test_recorder_epochs_and_values_through_train(blobs, tmp_path):
 
     # The file is valid JSON holding the same records and the settings.
     payload = json.loads(path.read_text())
-    assert payload["format"] == "ntkbook.kernel_records/1"
+    assert payload["format"] == "ntkbook.kernel_records/2"
+    assert payload["settings_hash"].startswith("sha256:")
+    assert payload["training"]["batch_size"] == 6
+    assert sorted(payload["states"]) == ["0", "2", "4", "5"]
     assert payload["settings"]["every"] == 2
     assert payload["settings"]["measures"] == list(MEASURED)
     assert payload["records"] == recorder.records
@@ -187,13 +190,13 @@ def test_recorder_refuses_other_settings_on_the_same_file(blobs, tmp_path):
     path = tmp_path / "records.json"
     make_recorder(model, x, y, path)(0, params)
     assert json.loads(path.read_text())["records"][0]["epoch"] == 0
-    with pytest.raises(ValueError, match=r"other settings \(every\)"):
+    with pytest.raises(ValueError, match=r"other settings: every \(2 -> 3\)\. Its records"):
         make_recorder(model, x, y, path, every=3)
-    with pytest.raises(ValueError, match=r"other settings \(measures\)"):
+    with pytest.raises(ValueError, match=r"other settings: measures \(\[\"entropy\""):
         make_recorder(model, x, y, path, measures=("entropy",))
     for probe, message in (
-        (slice(0, 8), r"other settings \(n_probe, probe_fingerprint\)"),
-        (slice(10, 20), r"other settings \(probe_fingerprint\)"),
+        (slice(0, 8), r"other settings: n_probe \(10 -> 8\); probe_fingerprint \(\w+ -> \w+\)"),
+        (slice(10, 20), r"other settings: probe_fingerprint \(\w+ -> \w+\)\. Its"),
     ):
         with pytest.raises(ValueError, match=message):
             KernelRecorder(
@@ -375,3 +378,238 @@ def test_mse_and_accuracy_formulas():
     logits = jnp.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], dtype=F64)
     assert float(accuracy(logits, jnp.array([1, 1, 1]))) == pytest.approx(2 / 3)
     assert float(accuracy(logits, jnp.eye(2)[jnp.array([1, 0, 0])])) == pytest.approx(2 / 3)
+
+
+# ------------------------------------------------------------------------------------------
+# resumable state is keyed by the settings that made it
+# ------------------------------------------------------------------------------------------
+
+
+def _leaves_close(a, b) -> bool:
+    return all(
+        np.allclose(np.asarray(u), np.asarray(v), rtol=1e-12, atol=1e-14)
+        for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
+
+
+def test_recorder_refuses_a_rerun_with_another_learning_rate(blobs, tmp_path):
+    """The issue's finding: a rerun at another learning rate reused the old kernel records."""
+    model, params, x, y = blobs
+    path = tmp_path / "records.json"
+    run(model, params, x, y, 3, recorders=[make_recorder(model, x, y, path)])
+    before = path.read_bytes()
+    rerun = make_recorder(model, x, y, path)
+    calls = count_measure_calls(rerun)
+    with pytest.raises(
+        ValueError,
+        match=r"other training settings: optimizer\.updates \(its values differ by more than "
+        r"0\.001 relative\)\. Its records belong to another run",
+    ):
+        run(model, params, x, y, 3, recorders=[rerun], optimizer=optax.adam(0.06))
+    assert calls == []
+    assert path.read_bytes() == before
+    # the same settings resume and compute nothing
+    same = make_recorder(model, x, y, path)
+    calls = count_measure_calls(same)
+    run(model, params, x, y, 3, recorders=[same])
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"batch_size": 5}, r"batch_size \(6 -> 5\)"),
+        ({"key": jax.random.PRNGKey(8)}, r"key \(\w+ -> \w+\)"),
+        ({"loss_fn": mse_loss}, r"loss_fn \(ntkbook\.train\.cross_entropy_loss -> "),
+        ({"train_data": "shifted"}, r"train_data \("),
+        ({"test_data": "added"}, r"test_data \(null -> "),
+        ({"params": "other seed"}, r"initial_params \(its values differ.*initial_outputs"),
+    ],
+)
+def test_checkpoint_and_records_refuse_other_training_settings(blobs, tmp_path, change, named):
+    model, params, x, y = blobs
+    checkpoint, path = tmp_path / "state.msgpack", tmp_path / "records.json"
+    run(model, params, x, y, 2, checkpoint=checkpoint, recorders=[make_recorder(model, x, y, path)])
+    before = checkpoint.read_bytes()
+    options = {
+        "epochs": 3,
+        "batch_size": 6,
+        "key": jax.random.PRNGKey(7),
+        "checkpoint_path": checkpoint,
+    }
+    train_data, test_data = (x, y), None
+    if change.get("train_data"):
+        train_data = (x + 0.1, y)
+    elif change.get("test_data"):
+        test_data = (x, y)
+    elif change.get("params"):
+        params = model.init(jax.random.PRNGKey(1), x)
+    else:
+        options.update(change)
+    loss_fn = options.pop("loss_fn", cross_entropy_loss)
+
+    def again(recorders=()):
+        train(
+            model.apply,
+            params,
+            optax.adam(0.05),
+            loss_fn,
+            train_data,
+            test_data=test_data,
+            recorders=recorders,
+            **options,
+        )
+
+    with pytest.raises(ValueError, match=rf"checkpoint .* other settings: .*{named}"):
+        again()
+    assert checkpoint.read_bytes() == before
+    options.pop("checkpoint_path")
+    with pytest.raises(ValueError, match=rf"other training settings: .*{named}"):
+        again([make_recorder(model, x, y, path)])
+
+
+def test_checkpoint_of_another_width_is_a_checkpoint_message(blobs, tmp_path):
+    model, params, x, y = blobs
+    checkpoint = tmp_path / "state.msgpack"
+    run(model, params, x, y, 2, checkpoint=checkpoint)
+    wide = MLP(hidden=(16,), n_outputs=2, activation="tanh", param_dtype=F64)
+    wide_params = wide.init(jax.random.PRNGKey(0), x)
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint .*state\.msgpack was written by a training with other settings: "
+        r"model \(\['params'\]\['Dense_0'\]\['bias'\] \(8,\) float64 -> "
+        r"\['params'\]\['Dense_0'\]\['bias'\] \(16,\) float64",
+    ):
+        run(wide, wide_params, x, y, 3, checkpoint=checkpoint)
+
+
+def test_checkpoint_refuses_another_activation_of_the_same_shapes(blobs, tmp_path):
+    model, params, x, y = blobs
+    checkpoint = tmp_path / "state.msgpack"
+    run(model, params, x, y, 2, checkpoint=checkpoint)
+    relu = MLP(hidden=(8,), n_outputs=2, activation="relu", param_dtype=F64)
+    with pytest.raises(ValueError, match=r"other settings: initial_outputs \(its values differ"):
+        run(relu, params, x, y, 3, checkpoint=checkpoint)
+
+
+def test_checkpoint_refuses_another_learning_rate_or_schedule(blobs, tmp_path):
+    model, params, x, y = blobs
+    checkpoint = tmp_path / "state.msgpack"
+    run(model, params, x, y, 2, checkpoint=checkpoint, optimizer=optax.adam(1e-2))
+    with pytest.raises(ValueError, match=r"other settings: optimizer\.updates"):
+        run(model, params, x, y, 3, checkpoint=checkpoint, optimizer=optax.adam(0.1))
+    with pytest.raises(ValueError, match=r"optimizer\.state \("):
+        run(model, params, x, y, 3, checkpoint=checkpoint, optimizer=optax.sgd(1e-2))
+    # same optimizer: resumes, and equals the uninterrupted run
+    resumed = run(model, params, x, y, 3, checkpoint=checkpoint, optimizer=optax.adam(1e-2))
+    assert _leaves_close(
+        resumed.params, run(model, params, x, y, 3, optimizer=optax.adam(1e-2)).params
+    )
+
+    schedule = tmp_path / "schedule.msgpack"
+
+    def cosine(decay_steps):
+        return optax.adam(optax.cosine_decay_schedule(1e-2, decay_steps))
+
+    run(model, params, x, y, 2, checkpoint=schedule, optimizer=cosine(1000))
+    with pytest.raises(ValueError, match=r"optimizer\.updates"):
+        run(model, params, x, y, 3, checkpoint=schedule, optimizer=cosine(2000))
+
+
+def test_checkpoint_without_settings_is_refused(blobs, tmp_path):
+    import flax.serialization
+
+    model, params, x, y = blobs
+    checkpoint = tmp_path / "state.msgpack"
+    run(model, params, x, y, 2, checkpoint=checkpoint)
+    payload = flax.serialization.msgpack_restore(checkpoint.read_bytes())
+    del payload["settings"]
+    checkpoint.write_bytes(flax.serialization.msgpack_serialize(payload))
+    with pytest.raises(ValueError, match="written without the settings of its training"):
+        run(model, params, x, y, 3, checkpoint=checkpoint)
+
+
+def test_recorder_outside_train_checks_the_network_at_recorded_epochs(blobs, tmp_path):
+    model, params, x, y = blobs
+    path = tmp_path / "records.json"
+    slow = run(model, params, x, y, 2, optimizer=optax.adam(0.01)).params
+    fast = run(model, params, x, y, 2, optimizer=optax.adam(0.1)).params
+    first = make_recorder(model, x, y, path)
+    first(0, params)
+    first(2, slow)
+    second = make_recorder(model, x, y, path)
+    assert second(0, params) is None  # the same initial network: already recorded
+    with pytest.raises(ValueError, match="the network at epoch 2 is not the one recorded there"):
+        second(2, fast)
+    relu = MLP(hidden=(8,), n_outputs=2, activation="relu", param_dtype=F64)
+    third = KernelRecorder(
+        relu.apply,
+        x[:10],
+        path,
+        probe_y=y[:10],
+        loss_fn=cross_entropy_loss,
+        every=2,
+        measures=MEASURED,
+    )
+    with pytest.raises(ValueError, match="the network at epoch 0 is not the one recorded there"):
+        third(0, params)
+
+
+def test_recorder_of_another_width_names_the_parameters(blobs, tmp_path):
+    model, params, x, y = blobs
+    path = tmp_path / "records.json"
+    make_recorder(model, x, y, path)(0, params)
+    wide = MLP(hidden=(16,), n_outputs=2, activation="tanh", param_dtype=F64)
+    recorder = make_recorder(wide, x, y, path)
+    with pytest.raises(
+        ValueError,
+        match=r"other model parameters: model \(\['params'\]\['Dense_0'\]\['bias'\] \(8,\)",
+    ):
+        recorder(0, wide.init(jax.random.PRNGKey(0), x))
+
+
+def test_recorder_folds_in_the_callers_settings(blobs, tmp_path):
+    model, params, x, y = blobs
+    path = tmp_path / "records.json"
+    make_recorder(model, x, y, path, settings={"learning_rate": 0.001, "hidden": [64]})(0, params)
+    assert json.loads(path.read_text())["settings"]["learning_rate"] == 0.001
+    with pytest.raises(ValueError, match=r"other settings: learning_rate \(0\.001 -> 0\.01\)"):
+        make_recorder(model, x, y, path, settings={"learning_rate": 0.01, "hidden": [64]})
+    with pytest.raises(ValueError, match=r"hidden \(\[64\] -> not given now\)|hidden \(was"):
+        make_recorder(model, x, y, path, settings={"learning_rate": 0.001})
+    resumed = make_recorder(model, x, y, path, settings={"learning_rate": 0.001, "hidden": [64]})
+    assert resumed.recorded_epochs == {0}
+    with pytest.raises(ValueError, match="settings key 'every' is one of the recorder's own"):
+        make_recorder(model, x, y, tmp_path / "b.json", settings={"every": 3})
+    with pytest.raises(ValueError, match=r"settings\['lr'\] is not a JSON value"):
+        make_recorder(model, x, y, tmp_path / "c.json", settings={"lr": object()})
+
+
+def test_recorder_refuses_an_older_file_but_load_records_reads_it(blobs, tmp_path):
+    model, _, x, y = blobs
+    path = tmp_path / "records.json"
+    old = {"format": "ntkbook.kernel_records/1", "settings": {}, "records": [{"epoch": 0}]}
+    path.write_text(json.dumps(old))
+    assert load_records(path) == [{"epoch": 0}]
+    with pytest.raises(ValueError, match=r"older ntkbook \(ntkbook\.kernel_records/1\)"):
+        make_recorder(model, x, y, path)
+
+
+def test_signatures_ignore_round_off_and_see_real_changes():
+    from ntkbook.resume import differences, optimizer_signature, signature
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 7))
+    same = differences({"s": signature(a)}, {"s": signature(a * (1 + 1e-7) + 1e-9)})
+    assert same == []
+    changed = differences({"s": signature(a)}, {"s": signature(a * 1.01)})
+    assert changed == ["s (its values differ by more than 0.001 relative)"]
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    assert optimizer_signature(optax.adam(1e-3), params) == optimizer_signature(
+        optax.adam(1e-3), params
+    )
+    for other in (optax.adam(1.1e-3), optax.adam(1e-3, b1=0.8), optax.adamw(1e-3)):
+        assert differences(
+            {"o": optimizer_signature(optax.adam(1e-3), params)},
+            {"o": optimizer_signature(other, params)},
+        )

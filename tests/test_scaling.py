@@ -3,9 +3,10 @@
 import jax
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.optimize import curve_fit
 
-from ntkbook.scaling import fit_power_law, threshold_crossing
+from ntkbook.scaling import compare_exponents, fit_power_law, threshold_crossing
 
 X = np.logspace(1, 4, 12)
 
@@ -171,3 +172,91 @@ def test_threshold_crossing_rejects_offsets_and_growing_laws():
         threshold_crossing(fit_power_law(X, X**0.5), 0.5)
     with pytest.raises(ValueError, match="threshold"):
         threshold_crossing(fit_power_law(X, _noisy_power_law(0)), -1.0)
+
+
+def test_exponent_interval_is_the_student_t_interval_of_the_log_space_regression():
+    x = X[:5]
+    y = 3.0 * x ** (-0.7) * np.exp(0.05 * np.random.default_rng(8).standard_normal(5))
+    fit = fit_power_law(x, y)
+    regression = stats.linregress(np.log(x), np.log(y))
+    half = stats.t.ppf(0.975, 3) * regression.stderr
+    assert fit.error_dof == 3
+    np.testing.assert_allclose(
+        fit.exponent_interval(), (-regression.slope - half, -regression.slope + half), rtol=1e-6
+    )
+    # Errors given as absolute sigmas, or from the bootstrap, count as known: normal quantile.
+    assert fit_power_law(x, y, y_err=0.05 * y).error_dof == np.inf
+    assert fit_power_law(x, y, key=jax.random.key(0), n_bootstrap=50).error_dof == np.inf
+    assert fit_power_law(X, _noisy_with_offset(0), offset=True).error_dof == X.size - 3
+
+
+def test_threshold_crossing_interval_widens_the_one_sigma_interval_by_the_t_quantile():
+    fit = fit_power_law(X[:6], _noisy_power_law(9)[:6])
+    crossing = threshold_crossing(fit, 0.01)
+    low, high = crossing.interval(0.95)
+    q = stats.t.ppf(0.975, 4)
+    assert crossing.error_dof == 4
+    assert low == pytest.approx(crossing.value * np.exp(-q * crossing.log_err), rel=1e-12)
+    assert high == pytest.approx(crossing.value * np.exp(q * crossing.log_err), rel=1e-12)
+    assert low < crossing.low < crossing.value < crossing.high < high
+
+
+def test_compare_exponents_follows_its_formulas():
+    a = fit_power_law(X[:6], _noisy_power_law(10)[:6])
+    b = fit_power_law(X, _noisy_power_law(11, alpha=0.4))
+    comparison = compare_exponents(a, b)
+    sa, sb = a.exponent_err, b.exponent_err
+    welch = (sa**2 + sb**2) ** 2 / (sa**4 / 4 + sb**4 / 10)
+    half = stats.t.ppf(0.975, welch) * np.hypot(sa, sb)
+    assert comparison.dof == pytest.approx(welch)
+    assert comparison.difference == pytest.approx(a.exponent - b.exponent)
+    assert comparison.difference_low == pytest.approx(comparison.difference - half)
+    mean = (a.exponent + b.exponent) / 2
+    assert comparison.relative == pytest.approx((a.exponent - b.exponent) / mean)
+    # The delta-method error of the relative difference against a finite difference.
+    eps = 1e-7
+    d_a = (
+        ((a.exponent + eps) - b.exponent) / ((a.exponent + eps + b.exponent) / 2)
+        - comparison.relative
+    ) / eps
+    d_b = (
+        (a.exponent - (b.exponent + eps)) / ((a.exponent + b.exponent + eps) / 2)
+        - comparison.relative
+    ) / eps
+    assert comparison.relative_err == pytest.approx(np.hypot(d_a * sa, d_b * sb), rel=1e-5)
+    assert comparison.relative_low < comparison.relative < comparison.relative_high
+
+
+def test_compare_exponents_interval_covers_equal_exponents_at_its_confidence():
+    """Two laws with the same exponent: the 95% interval of the difference contains 0 in about
+    95% of noisy data sets, even with only 5 points per fit (t, not normal, quantiles)."""
+    x = X[::3][:5]
+    rng = np.random.default_rng(12)
+    hits = []
+    for _ in range(400):
+        fits = [
+            fit_power_law(x, 2.0 * x ** (-0.5) * np.exp(0.05 * rng.standard_normal(x.size)))
+            for _ in range(2)
+        ]
+        comparison = compare_exponents(*fits)
+        hits.append(comparison.difference_low <= 0.0 <= comparison.difference_high)
+    assert 0.92 < np.mean(hits) < 0.985
+
+
+def test_relative_magnitude_folds_the_interval_and_refuses_non_decaying_means():
+    a = fit_power_law(X, _noisy_power_law(13, alpha=0.7, relative_noise=0.01))
+    b = fit_power_law(X, _noisy_power_law(14, alpha=0.35, relative_noise=0.01))
+    value, (low, high) = compare_exponents(b, a).relative_magnitude()
+    comparison = compare_exponents(b, a)
+    assert comparison.relative_high < 0  # b decays more slowly: a clearly negative difference
+    assert value == pytest.approx(-comparison.relative)
+    assert (low, high) == pytest.approx((-comparison.relative_high, -comparison.relative_low))
+    same = compare_exponents(a, fit_power_law(X, _noisy_power_law(15)))
+    value, (low, high) = same.relative_magnitude()
+    assert low == 0.0 and high == pytest.approx(
+        max(abs(same.relative_low), abs(same.relative_high))
+    )
+    growing = fit_power_law(X, X**0.9)
+    assert np.isnan(compare_exponents(a, growing).relative)
+    with pytest.raises(ValueError, match="not positive"):
+        compare_exponents(a, growing).relative_magnitude()

@@ -143,3 +143,17 @@ def test_paired_difference_matches_a_paired_t_test():
     assert result.mean / result.standard_error == pytest.approx(t, rel=1e-10)
     with pytest.raises(ValueError, match="equal shapes"):
         paired_difference(a, b[:-1])
+
+
+def test_a_perfect_correlation_has_no_fisher_interval():
+    # Four points in the same order: Spearman is exactly -1, and artanh(-1) is infinite.
+    with pytest.raises(ValueError, match="spearman correlation of these 4 pairs is -1"):
+        spearman([1.0, 2.0, 3.0, 4.0], [0.9, 0.5, 0.4, 0.1])
+    # The bootstrap still gives an interval.
+    result = spearman(
+        [1.0, 2.0, 3.0, 4.0, 5.0],
+        [0.9, 0.5, 0.4, 0.1, 0.0],
+        interval="bootstrap",
+        key=jax.random.key(0),
+    )
+    assert result.coefficient == pytest.approx(-1.0)

@@ -151,3 +151,28 @@ def test_paired_change_is_the_mean_of_per_subset_differences(network):
     assert error == pytest.approx(np.std(after - before, ddof=1) / np.sqrt(10), rel=1e-8)
     steps, means, _ = recorder.series("entropy")
     assert delta == pytest.approx(means[1] - means[0], rel=1e-9)
+
+
+def test_paired_differences_between_chosen_steps(network):
+    with jax.enable_x64(True):
+        model, params, x = network
+        recorder = SubsampleRecorder(
+            model.apply, x, key=jax.random.PRNGKey(5), n_subsets=8, subset_size=5
+        )
+        states = [
+            jax.tree_util.tree_map(lambda a, k=k: (1.0 + 0.2 * k) * a, params) for k in range(3)
+        ]
+        for step, state in zip((0, 2, 7), states, strict=True):
+            recorder(step, state)
+        late = recorder.paired_differences("entropy", start=2)
+        middle = direct(model, states[1], x, recorder.subsets)[0]
+        last = direct(model, states[2], x, recorder.subsets)[0]
+    assert late.shape == (8,)
+    np.testing.assert_allclose(late, last - middle, rtol=1e-9, atol=1e-12)
+    delta, error = recorder.paired_change("entropy", start=2, end=7)
+    assert delta == pytest.approx(late.mean(), rel=1e-12)
+    assert error == pytest.approx(late.std(ddof=1) / np.sqrt(8), rel=1e-12)
+    with pytest.raises(ValueError, match="start step 3 was not recorded"):
+        recorder.paired_differences("entropy", start=3)
+    with pytest.raises(ValueError, match="must come before"):
+        recorder.paired_differences("entropy", start=7, end=2)

@@ -91,3 +91,68 @@ def test_rotational_peclet_number():
     # Pe_r ∝ R³ at a fixed speed in body lengths per second
     pe_two = an.rotational_peclet([1.0, 2.0], 3.0)
     assert pe_two[1] / pe_two[0] == pytest.approx(8.0, rel=1e-9)
+
+
+def test_active_brownian_ratio_compares_swimming_with_diffusion_per_decision():
+    # R = 1 µm sphere at 300 K: D_t = 0.2469 µm²/s; 2 body lengths/s = 4 µm/s over 0.1 s
+    ratio = an.active_brownian_ratio(1.0, 2.0, 0.1)
+    assert float(ratio) == pytest.approx(0.4 / math.sqrt(4 * 0.24687 * 0.1), rel=1e-3)
+    # v Δt ∝ R and √(D_t) ∝ R^(-1/2) at a fixed speed in body lengths: the ratio ∝ R^(3/2)
+    pair = an.active_brownian_ratio([0.5, 2.0], 3.0, 0.1)
+    assert pair[1] / pair[0] == pytest.approx(8.0, rel=1e-9)
+    with pytest.raises(ValueError, match="decision_interval"):
+        an.active_brownian_ratio(1.0, 2.0, 0.0)
+
+
+def test_onset_cells_mark_the_smallest_swept_value_that_reaches_the_threshold():
+    radii = [1.5, 0.3, 0.8]  # unsorted on purpose
+    peclet = np.array(
+        [
+            [[2.0, 9.0], [0.2, 0.5], [1.0, 3.0]],  # line 0: onset at 0.8 for both speeds
+            [[4.0, 9.0], [0.1, 2.0], [0.3, 0.9]],  # line 1: 1.5 for speed 0; 0.3 for speed 1
+            [[0.5, 0.5], [0.1, 0.1], [0.2, 0.2]],  # line 2: never reaches 1
+        ]
+    )  # (line, radius, speed)
+    mask = an.onset_cells(peclet, radii, axis=1)
+    assert mask.shape == peclet.shape and mask.dtype == bool
+    np.testing.assert_array_equal(mask[0], [[False, False], [False, False], [True, True]])
+    np.testing.assert_array_equal(mask[1], [[True, False], [False, True], [False, False]])
+    assert not mask[2].any()
+    # one onset per line that reaches the threshold, none for the others
+    np.testing.assert_array_equal(mask.sum(axis=1), [[1, 1], [1, 1], [0, 0]])
+    with pytest.raises(ValueError, match="coordinates"):
+        an.onset_cells(peclet, [0.3, 1.5], axis=1)
+
+
+def test_top_change_compares_the_top_of_the_range_with_a_factor_below_it():
+    radii = [0.5, 1.0, 1.5, 2.5]
+    values = np.array([[0.0, 0.2, 0.5, 0.6], [0.1, 0.1, 0.3, 0.2]])  # (line, radius)
+    # x_top = 2.5, the largest radius ≤ 2.5 / 1.5 is 1.5
+    np.testing.assert_allclose(an.top_change(values, radii, axis=1), [0.1, -0.1], atol=1e-12)
+    # factor 2: the largest radius ≤ 1.25 is 1.0
+    np.testing.assert_allclose(an.top_change(values, radii, axis=1, factor=2.0), [0.4, 0.1])
+    eligible = np.array([[True, True, False, True], [True, True, True, True]])
+    np.testing.assert_allclose(
+        an.top_change(values, radii, axis=1, eligible=eligible), [-0.1], atol=1e-12
+    )
+    assert an.top_change(values, radii, axis=1, factor=10.0).size == 0
+    assert an.top_pair(radii) == (2, 3) and an.top_pair([2.5, 1.0], factor=2.0) == (1, 0)
+    assert an.top_pair(radii, factor=10.0) is None
+    with pytest.raises(ValueError, match="factor"):
+        an.top_change(values, radii, axis=1, factor=1.0)
+
+
+def test_largest_and_magnitude_keep_a_valid_interval():
+    from ntkbook.stats import Estimate
+
+    a = Estimate(0.2, 0.1, 0.3, "t", 4, 0.975)
+    b = Estimate(0.5, -0.4, 1.4, "t", 2, 0.975)
+    worst = an.largest([a, b])
+    assert (worst.value, worst.low, worst.high) == (0.5, 0.1, 1.4)
+    assert worst.confidence == pytest.approx(0.95) and worst.n == 2
+    around_zero = an.magnitude(Estimate(-0.1, -0.3, 0.2, "t", 3))
+    assert (around_zero.value, around_zero.low, around_zero.high) == (0.1, 0.0, 0.3)
+    negative = an.magnitude(Estimate(-0.5, -0.7, -0.2, "t", 3))
+    assert (negative.low, negative.high) == pytest.approx((0.2, 0.7))
+    with pytest.raises(ValueError, match="at least one"):
+        an.largest([])

@@ -1,7 +1,9 @@
-"""The ``ntkbook`` command line: list, run and build the book's chapters.
+"""The ``ntkbook`` command line: list, run and build the book's chapters; show and prune runs.
 
 Exit codes: 0 success, 1 a chapter or the book build failed, 2 a usage error (unknown chapter,
-preset or parameter, bad ``-p`` value; the message lists the valid names).
+preset or parameter, bad ``-p`` value; the message lists the valid names) or a filesystem error
+(an output directory that is a file, lies under a file or cannot be written). Every error is one
+line on standard error, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from ntkbook.book.console import format_duration
 from ntkbook.book.driver import build_book, run_chapter
 from ntkbook.book.errors import BookError, UsageError
 from ntkbook.book.presets import (
@@ -23,6 +27,7 @@ from ntkbook.book.presets import (
     resolve_parameters,
 )
 from ntkbook.book.project import Project
+from ntkbook.book.runs import collect_garbage, list_runs, published_target, runs_dir
 
 #: Environment variable that sets the default preset (``PRESET=smoke make book``).
 PRESET_ENV = "PRESET"
@@ -80,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(PRESETS)} (default: ${PRESET_ENV} or book)",
     )
     build_cmd.add_argument("--force", action="store_true", help="re-execute every chapter")
+
+    runs_cmd = commands.add_parser("runs", help="show or prune the chapters' run directories")
+    _add_root(runs_cmd, suppress=True)
+    runs_actions = runs_cmd.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    runs_ls = runs_actions.add_parser("ls", help="list every run in executed/.runs")
+    _add_root(runs_ls, suppress=True)
+    runs_gc = runs_actions.add_parser(
+        "gc", help="delete every run that is not published (unfinished ones too)"
+    )
+    _add_root(runs_gc, suppress=True)
+    runs_gc.add_argument("--dry-run", action="store_true", help="only list what would go")
     return parser
 
 
@@ -144,6 +160,63 @@ def _print_chapter(name: str, entry: dict[str, Any]) -> None:
     print()
 
 
+def _published_runs(project: Project) -> set[Path]:
+    """The run directories that ``executed/<chapter>`` links point to."""
+    published = set()
+    for name in project.chapters():
+        target = published_target(project.default_output_dir(name))
+        if target is not None:
+            published.add(target)
+    return published
+
+
+def _runs(project: Project, action: str, dry_run: bool) -> int:
+    store = runs_dir(project.default_output_dir("chapter"))
+    published = _published_runs(project)
+    if action == "ls":
+        runs = list_runs(store)
+        if not runs:
+            print(f"no runs in {store}")
+            return 0
+        print(f"{'run':<38} {'chapter':<22} {'preset':<7} {'wall time':>12} {'size':>9}  state")
+        for run in runs:
+            state = (
+                "published"
+                if run.path.resolve() in published
+                else ("finished" if run.finished else "unfinished")
+            )
+            wall = format_duration(run.wall_time_s) if run.wall_time_s is not None else "-"
+            print(
+                f"{run.name:<38} {run.chapter or '-':<22} {run.preset or '-':<7} {wall:>12} "
+                f"{run.size_bytes / 2**20:>7.1f} M  {state}"
+            )
+        return 0
+    removed = collect_garbage(store, keep=published, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for run in removed:
+        print(f"{verb} {run.name} ({run.chapter or 'unfinished'}, {run.preset or '-'})")
+    freed = sum(run.size_bytes for run in removed) / 2**20
+    print(f"{verb} {len(removed)} run(s), {freed:.1f} MiB; kept {len(published)} published")
+    return 0
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a filesystem error: the path(s) it concerns and the reason.
+
+    ``PermissionError(13, 'Permission denied', '/x/y')`` -> ``/x/y: permission denied``.
+    """
+    reason = error.strerror or str(error) or type(error).__name__
+    reason = reason[:1].lower() + reason[1:]
+    paths = [
+        os.fsdecode(p) if isinstance(p, str | bytes | os.PathLike) else str(p)
+        for p in (error.filename, error.filename2)
+        if p is not None
+    ]
+    where = " -> ".join(paths)
+    line = f"{where}: {reason}" if where else reason
+    return " ".join(line.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ntkbook``; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -166,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 force=args.force,
             )
             return 0
+        if args.command == "runs":
+            return _runs(project, args.runs_command, getattr(args, "dry_run", False))
         if args.command == "build":
             _check_preset(args.preset)
             build_book(project, preset=args.preset, force=args.force)
@@ -176,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

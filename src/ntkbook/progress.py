@@ -12,8 +12,11 @@ it to :func:`track`:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar, Union
+
+from tqdm import TqdmWarning
 
 __all__ = ["Progress", "track"]
 
@@ -44,7 +47,11 @@ def track(
         yield from iterable
         return
     if progress is True:
-        from tqdm.auto import tqdm
+        with warnings.catch_warnings():
+            # Without ipywidgets, tqdm.auto warns "IProgress not found" and falls back to the
+            # text bar, which is what a chapter executed by papermill should show anyway.
+            warnings.simplefilter("ignore", category=TqdmWarning)
+            from tqdm.auto import tqdm
 
         yield from tqdm(iterable, total=total, desc=description or None, mininterval=1.0)
         return

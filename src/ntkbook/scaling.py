@@ -8,19 +8,42 @@ A scaling curve is a measured quantity ``y`` (test loss, a kernel measure) again
 
 and reports every parameter with a one-sigma standard error. :func:`threshold_crossing` reads
 off where a fitted decaying law falls to a threshold, which is how the scaling chapter estimates
-the largest width that still learns features.
+the largest width that still learns features. :func:`compare_exponents` gives the difference of
+two fitted exponents with a confidence interval, which is how the chapter tests whether data
+and model scaling have similar exponents.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import stats as _scipy_stats
 from scipy.optimize import least_squares
 
-__all__ = ["PowerLawFit", "fit_power_law", "ThresholdCrossing", "threshold_crossing"]
+__all__ = [
+    "PowerLawFit",
+    "fit_power_law",
+    "ThresholdCrossing",
+    "threshold_crossing",
+    "ExponentComparison",
+    "compare_exponents",
+]
+
+
+def _critical_value(confidence: float, dof: float) -> float:
+    """Two-sided critical value: Student t with ``dof`` degrees of freedom, normal at ∞."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if not dof > 0:
+        raise ValueError(f"degrees of freedom must be positive, got {dof}")
+    quantile = 0.5 + confidence / 2.0
+    if math.isinf(dof):
+        return float(_scipy_stats.norm.ppf(quantile))
+    return float(_scipy_stats.t.ppf(quantile, dof))
 
 
 @dataclass(frozen=True)
@@ -32,7 +55,9 @@ class PowerLawFit:
     :func:`fit_power_law`); ``covariance`` is the 3×3 covariance of (prefactor, exponent,
     offset) whose diagonal gives the squared errors; ``reduced_chi2`` is ``Σ r_i²/(n − p)`` of
     the weighted residuals in the space the fit was done in (log space without offset, linear
-    with), NaN when ``n == p``.
+    with), NaN when ``n == p``. ``error_dof`` is the number of degrees of freedom behind the
+    errors: ``n − p`` when they were estimated from the scatter about the law (no ``y_err``,
+    no bootstrap), infinite otherwise; :meth:`exponent_interval` uses it.
     """
 
     prefactor: float
@@ -45,6 +70,13 @@ class PowerLawFit:
     method: str
     reduced_chi2: float
     covariance: tuple[tuple[float, ...], ...]
+    error_dof: float = math.inf
+
+    def exponent_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """``α ± q · σ_α`` with ``q`` the Student-t quantile for :attr:`error_dof` degrees of
+        freedom (the normal quantile when it is infinite)."""
+        half = _critical_value(confidence, self.error_dof) * self.exponent_err
+        return (self.exponent - half, self.exponent + half)
 
     def predict(self, x: ArrayLike) -> np.ndarray:
         """``prefactor · x^(−exponent) + offset`` at ``x > 0``."""
@@ -248,6 +280,7 @@ def fit_power_law(
         method=method,
         reduced_chi2=float(reduced_chi2),
         covariance=tuple(tuple(float(v) for v in row) for row in covariance),
+        error_dof=float(dof) if key is None and y_err is None else math.inf,
     )
 
 
@@ -257,7 +290,7 @@ class ThresholdCrossing:
 
     ``log_err`` is the standard error of ``ln x*``; ``low, high = x* · exp(∓log_err)`` is the
     resulting (asymmetric) one-sigma interval. ``extrapolated`` is true when ``x*`` lies outside
-    the range of ``x`` that was fitted.
+    the range of ``x`` that was fitted. ``error_dof`` is the fit's :attr:`PowerLawFit.error_dof`.
     """
 
     value: float
@@ -266,6 +299,13 @@ class ThresholdCrossing:
     high: float
     threshold: float
     extrapolated: bool
+    error_dof: float = math.inf
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """``x* · exp(∓q · log_err)``, ``q`` the Student-t quantile for :attr:`error_dof`
+        degrees of freedom (normal when infinite): a ``confidence`` interval of ``x*``."""
+        half = _critical_value(confidence, self.error_dof) * self.log_err
+        return (self.value * math.exp(-half), self.value * math.exp(half))
 
 
 def threshold_crossing(
@@ -306,4 +346,97 @@ def threshold_crossing(
         high=value * float(np.exp(log_err)),
         threshold=float(threshold),
         extrapolated=extrapolated,
+        error_dof=fit.error_dof,
+    )
+
+
+@dataclass(frozen=True)
+class ExponentComparison:
+    """Two fitted exponents ``α_a`` and ``α_b`` compared, with ``confidence`` intervals.
+
+    ``difference = α_a − α_b`` with standard error ``√(σ_a² + σ_b²)`` and interval
+    ``[difference_low, difference_high]``; ``relative = (α_a − α_b)/ᾱ`` with
+    ``ᾱ = (α_a + α_b)/2`` and interval ``[relative_low, relative_high]`` (NaN when ``ᾱ ≤ 0``,
+    where a relative difference means nothing). ``dof`` is the Welch–Satterthwaite number of
+    degrees of freedom of both intervals. :meth:`relative_magnitude` is ``|relative|`` with its
+    interval.
+    """
+
+    exponent_a: float
+    exponent_b: float
+    difference: float
+    difference_err: float
+    difference_low: float
+    difference_high: float
+    relative: float
+    relative_err: float
+    relative_low: float
+    relative_high: float
+    dof: float
+    confidence: float
+
+    def relative_magnitude(self) -> tuple[float, tuple[float, float]]:
+        """``|relative|`` and its interval: the image of ``[relative_low, relative_high]``
+        under ``|·|`` (its lower end is 0 when the interval contains 0)."""
+        low, high = self.relative_low, self.relative_high
+        if math.isnan(self.relative):
+            raise ValueError(
+                f"the mean exponent ({self.exponent_a:.3g} + {self.exponent_b:.3g})/2 is not "
+                "positive, so the relative difference is undefined"
+            )
+        lowest = 0.0 if low <= 0.0 <= high else min(abs(low), abs(high))
+        return abs(self.relative), (lowest, max(abs(low), abs(high)))
+
+
+def compare_exponents(
+    a: PowerLawFit, b: PowerLawFit, *, confidence: float = 0.95
+) -> ExponentComparison:
+    """The difference of the exponents of two independent fits, absolute and relative.
+
+    ``Δ = α_a − α_b`` with ``σ_Δ² = σ_a² + σ_b²`` (the fits share no data). The relative
+    difference ``r = Δ/ᾱ``, ``ᾱ = (α_a + α_b)/2``, has by the delta method
+    ``σ_r = 4 √(α_b² σ_a² + α_a² σ_b²) / (α_a + α_b)²``. Both intervals are
+    ``estimate ± q σ`` with ``q`` the Student-t quantile for the Welch–Satterthwaite degrees of
+    freedom ``ν = (σ_a² + σ_b²)² / (σ_a⁴/ν_a + σ_b⁴/ν_b)`` (``ν_i`` the fits'
+    :attr:`PowerLawFit.error_dof`; normal when both are infinite). For the relative difference
+    each ``σ_i`` enters weighted by its derivative. With few points per fit ``ν`` is small and
+    the intervals are wide: that is the honest uncertainty of exponents fitted to a handful of
+    points.
+    """
+
+    def welch(weights: tuple[float, float]) -> float:
+        terms = [(w * fit.exponent_err) ** 2 for w, fit in zip(weights, (a, b), strict=True)]
+        denominator = sum(term**2 / fit.error_dof for term, fit in zip(terms, (a, b), strict=True))
+        total = sum(terms)
+        if denominator == 0.0:
+            return math.inf
+        return total**2 / denominator
+
+    difference = a.exponent - b.exponent
+    difference_err = math.hypot(a.exponent_err, b.exponent_err)
+    dof = welch((1.0, 1.0))
+    half = _critical_value(confidence, dof) * difference_err
+    total = a.exponent + b.exponent
+    if total > 0:
+        relative = 2.0 * difference / total
+        weights = (4.0 * b.exponent / total**2, 4.0 * a.exponent / total**2)
+        relative_err = math.hypot(weights[0] * a.exponent_err, weights[1] * b.exponent_err)
+        relative_dof = welch(weights) if relative_err > 0 else math.inf
+        relative_half = _critical_value(confidence, relative_dof) * relative_err
+        relative_low, relative_high = relative - relative_half, relative + relative_half
+    else:
+        relative = relative_err = relative_low = relative_high = math.nan
+    return ExponentComparison(
+        exponent_a=a.exponent,
+        exponent_b=b.exponent,
+        difference=difference,
+        difference_err=difference_err,
+        difference_low=difference - half,
+        difference_high=difference + half,
+        relative=relative,
+        relative_err=relative_err,
+        relative_low=relative_low,
+        relative_high=relative_high,
+        dof=dof,
+        confidence=confidence,
     )

@@ -125,7 +125,8 @@ def correlation(
     Pearson: ``r = Σ(x−x̄)(y−ȳ) / √(Σ(x−x̄)² Σ(y−ȳ)²)``; Spearman: the same on the ranks (ties
     averaged). ``interval="fisher"``: ``z = artanh r`` is close to normal with standard error
     ``1/√(n−3)`` (Pearson) or ``√(1.06/(n−3))`` (Spearman; Fieller, Hartley & Pearson 1957),
-    and the interval is ``tanh(z ± z_{(1+c)/2} se)``. ``interval="bootstrap"``: ``n_resamples``
+    and the interval is ``tanh(z ± z_{(1+c)/2} se)``; it is undefined (a ``ValueError``) for a
+    perfect correlation ``|r| = 1``. ``interval="bootstrap"``: ``n_resamples``
     resamples of the ``n`` pairs with replacement, drawn with ``key`` (required), and the
     percentile interval of the resampled coefficients.
     """
@@ -146,6 +147,13 @@ def correlation(
     r = float(coefficient_of(x, y))
     p_value = _p_value(r, n)
     if interval == "fisher":
+        if abs(r) >= 1.0 - 1e-12:
+            # z = artanh(±1) is infinite: the Fisher interval would collapse to the point ±1,
+            # a certainty that a handful of points cannot give.
+            raise ValueError(
+                f"the {method} correlation of these {n} pairs is {r:+.0f}, where the Fisher "
+                "interval is undefined; use interval='bootstrap' or more pairs"
+            )
         se_z = np.sqrt((1.06 if method == "spearman" else 1.0) / (n - 3))
         z_crit = _scipy_stats.norm.ppf(0.5 + confidence / 2.0)
         z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))

@@ -6,6 +6,16 @@ recorder BEFORE each epoch's update: epoch 0 is the initial state and epoch ``ep
 one. Losses and accuracies in the history are measured at those same points on the full train
 and test sets. With ``checkpoint_path`` the state is saved atomically after every epoch and a
 rerun resumes from it.
+
+A checkpoint resumes only the training that wrote it. It carries the training's settings
+(:func:`training_settings`: the model's parameter structure, its parameters and outputs at
+initialisation, what the optimizer does, the loss function, the data, the batch size and the key),
+and a resume with other settings raises ``ValueError`` naming each one that differs (a different
+width, for example, is a checkpoint message, not a shape error in Flax). The number of epochs is
+not part of the key: the state after epoch ``k`` does not depend on it (each epoch's order is
+``fold_in(key, epoch)``), so a checkpoint of a shorter run extends to a longer one. Recorders
+with a ``start_training(settings)`` method (:class:`~ntkbook.ntk.KernelRecorder`) get the same
+settings before the first epoch, so that their files are keyed by the training too.
 """
 
 from __future__ import annotations
@@ -22,8 +32,30 @@ import optax
 
 from ntkbook.atomic import write_bytes_atomic
 from ntkbook.ntk.record import KernelRecorder
+from ntkbook.resume import (
+    callable_name,
+    differences,
+    fingerprint,
+    key_fingerprint,
+    optimizer_signature,
+    params_signature,
+    settings_hash,
+    signature,
+    structure,
+)
 
-__all__ = ["cross_entropy_loss", "mse_loss", "accuracy", "train", "TrainResult"]
+__all__ = [
+    "cross_entropy_loss",
+    "mse_loss",
+    "accuracy",
+    "train",
+    "training_settings",
+    "TrainResult",
+]
+
+# Samples whose outputs at initialisation are part of the settings (they tell model functions
+# with the same parameter shapes apart, e.g. tanh from relu).
+_OUTPUT_PROBES = 8
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -73,6 +105,45 @@ def _check_data(name: str, data) -> tuple[jax.Array, jax.Array]:
     return x, y
 
 
+def training_settings(
+    apply_fn: Callable,
+    params,
+    optimizer: optax.GradientTransformation,
+    loss_fn: Callable,
+    train_data: tuple,
+    *,
+    batch_size: int,
+    key: jax.Array,
+    test_data: tuple | None = None,
+    classification: bool | None = None,
+) -> dict:
+    """The settings that determine a training's trajectory, as JSON values (see
+    :mod:`ntkbook.resume`): what a checkpoint and a recorder's file are keyed by.
+
+    ``model`` (parameter paths, shapes, dtypes) is compared exactly, ``initial_params`` and
+    ``initial_outputs`` (on the first training samples) and ``optimizer`` (its update of a fixed
+    gradient at several steps) by signature, the data and the key by fingerprint.
+    """
+    x, y = (jnp.asarray(a) for a in train_data)
+    if classification is None:
+        classification = bool(jnp.issubdtype(y.dtype, jnp.integer))
+    outputs = apply_fn(params, x[:_OUTPUT_PROBES])
+    return {
+        "model": structure(params),
+        "initial_params": params_signature(params),
+        "initial_outputs": signature(outputs),
+        "optimizer": optimizer_signature(optimizer, params),
+        "loss_fn": callable_name(loss_fn),
+        "train_data": f"{fingerprint(x)}/{fingerprint(y)}",
+        "test_data": None
+        if test_data is None
+        else f"{fingerprint(test_data[0])}/{fingerprint(test_data[1])}",
+        "batch_size": int(min(batch_size, x.shape[0])),
+        "key": key_fingerprint(key),
+        "classification": bool(classification),
+    }
+
+
 def train(
     apply_fn: Callable,
     params,
@@ -93,7 +164,13 @@ def train(
     ``recorders`` are called as ``recorder(epoch, params)`` before each epoch's update and once
     after the last (epoch ``epochs``); a :class:`~ntkbook.ntk.KernelRecorder` gets
     ``final=True`` on that last call, so the final state is recorded whatever its interval.
-    ``classification`` (default: integer labels) adds accuracies to the history.
+    A recorder with a ``start_training`` method first gets ``recorder.start_training(settings)``
+    with the :func:`training_settings`. ``classification`` (default: integer labels) adds
+    accuracies to the history. ``checkpoint_path``: see the module docstring.
+
+    Raises:
+        ValueError: bad arguments; a checkpoint or a recorder's file made by a training with
+            other settings (the message names them), or a corrupt checkpoint.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -136,8 +213,24 @@ def train(
     history: dict[str, list[float]] = {"epoch": []}
     start_epoch = 0
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
+    starts = [r.start_training for r in recorders if hasattr(r, "start_training")]
+    settings = None
+    if checkpoint is not None or starts:
+        settings = training_settings(
+            apply_fn,
+            params,
+            optimizer,
+            loss_fn,
+            (x, y),
+            batch_size=batch_size,
+            key=key,
+            test_data=test,
+            classification=classification,
+        )
+    for start in starts:
+        start(settings)
     if checkpoint is not None and checkpoint.exists():
-        params, opt_state, start_epoch, history = _restore(checkpoint, params, opt_state)
+        params, opt_state, start_epoch, history = _restore(checkpoint, params, opt_state, settings)
         if start_epoch > epochs:
             raise ValueError(
                 f"checkpoint {checkpoint} is at epoch {start_epoch}, past epochs={epochs}; "
@@ -165,24 +258,46 @@ def train(
         if remainder.shape[0]:
             (params, opt_state), _ = step((params, opt_state), (x[remainder], y[remainder]))
         if checkpoint is not None:
-            _save(checkpoint, params, opt_state, epoch + 1, history)
+            _save(checkpoint, params, opt_state, epoch + 1, history, settings)
     if not history["epoch"] or history["epoch"][-1] != epochs:
         log(epochs, params, final=True)
     return TrainResult(params=params, history=history)
 
 
-def _save(path: Path, params, opt_state, epoch: int, history: dict) -> None:
+def _save(path: Path, params, opt_state, epoch: int, history: dict, settings: dict) -> None:
     payload = {
         "state": flax.serialization.to_state_dict({"params": params, "opt_state": opt_state}),
         "epoch": epoch,
         "history": json.dumps(history),
+        "settings": json.dumps(settings, sort_keys=True),
+        "settings_hash": settings_hash(settings),
     }
     write_bytes_atomic(path, flax.serialization.msgpack_serialize(payload))
 
 
-def _restore(path: Path, params, opt_state):
+def _restore(path: Path, params, opt_state, settings: dict):
     try:
         payload = flax.serialization.msgpack_restore(path.read_bytes())
+        stored = payload.get("settings") if isinstance(payload, dict) else None
+        stored = None if stored is None else json.loads(stored)
+    except Exception as error:  # noqa: BLE001 - any decoding failure means a corrupt file
+        raise ValueError(
+            f"checkpoint {path} cannot be restored ({type(error).__name__}: {error}); "
+            "remove it to start from scratch"
+        ) from error
+    if stored is None:
+        raise ValueError(
+            f"checkpoint {path} was written without the settings of its training (by an older "
+            "ntkbook), so resuming it cannot be checked; remove it to start from scratch"
+        )
+    differing = differences(stored, settings)
+    if differing:
+        raise ValueError(
+            f"checkpoint {path} was written by a training with other settings: "
+            f"{'; '.join(differing)}. Remove it to start from scratch, or choose another "
+            "checkpoint_path"
+        )
+    try:
         state = flax.serialization.from_state_dict(
             {"params": params, "opt_state": opt_state}, payload["state"]
         )

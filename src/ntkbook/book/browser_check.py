@@ -8,10 +8,10 @@ broken. This check opens every content page of ``_build/html`` in a real browser
 MathJax to finish, and reports:
 
 - **raw tables**: a paragraph or list item outside code whose text holds a Markdown table rule
-  (``|---|``);
+  (``|---|``, or ``|—|`` after CommonMark's typographer);
 - **unrendered math**: an element of class ``math`` with no MathJax output inside it, or page
-  text outside code and math elements that still holds a TeX delimiter (``\\(``, ``\\[``,
-  ``$$``);
+  text outside code and math elements that still holds TeX delimiters (``\\(``, ``\\[``,
+  ``$$`` or a ``$…$`` pair);
 - **broken images**: an ``<img>`` that did not load (``naturalWidth == 0``).
 
 Run it after a build::
@@ -40,7 +40,8 @@ INSPECT_PAGE = r"""
 const done = arguments[arguments.length - 1];
 const inspect = () => {
   const outsideCode = (el) => !el.closest('pre, code, script, style, .highlight, textarea');
-  const tableRule = /\|\s*:?-{3,}:?\s*(\||$)/m;
+  // A table's rule row; CommonMark's typographer turns "---" into an em dash.
+  const tableRule = /\|\s*:?(-{3,}|[\u2014\u2013]+):?\s*(\||$)/m;
   const rawTables = [...document.querySelectorAll('p, li, td, dd')]
     .filter((el) => outsideCode(el) && tableRule.test(el.textContent))
     .map((el) => el.textContent.trim().slice(0, 80));
@@ -55,7 +56,10 @@ const inspect = () => {
     if (!parent || !outsideCode(parent) || parent.closest('.math, mjx-container')) {
       continue;
     }
-    if (/\\\(|\\\[|\$\$/.test(node.textContent)) rawTex.push(node.textContent.trim().slice(0, 80));
+    const text = node.textContent;
+    if (/\\\(|\\\[|\$\$/.test(text) || /(^|[^\\$])\$[^$\s]([^$]*[^$\s])?\$/.test(text)) {
+      rawTex.push(text.trim().slice(0, 80));
+    }
   }
   const images = [...document.images];
   const broken = images

@@ -134,7 +134,7 @@ _COMPARE = {
     "!=": lambda a, b: a != b,
 }
 _RULE = re.compile(r"\[\s*((?:>=|<=|!=|>|<|in\s*:)[^\[\]]*)\]\s*$")
-_BOUND = re.compile(r"\s*(>=|<=|!=|>|<)\s*(\S.*?)\s*$")
+_BOUND = re.compile(r"\s*(>=|<=|!=|>|<)\s*([^\s=<>!].*?)\s*$")
 
 _INT_12 = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT_12 = re.compile(
@@ -583,7 +583,7 @@ def _coerce(name: str, default: Any, value: Any, where: str) -> Any:
     if isinstance(fitted, _ItemMisfit):
         raise UsageError(
             f"{where}: parameter {name!r} expects {_type_name(default)} "
-            f"(default {default!r}); {fitted.where} is {type(fitted.item).__name__} "
+            f"(default {default!r}); item {fitted.where} is {type(fitted.item).__name__} "
             f"{fitted.item!r} in {value!r}"
         )
     return fitted
@@ -648,9 +648,9 @@ def _fit(default: Any, value: Any) -> Any:
         for index, item in enumerate(value):
             result = _fit(template, item)
             if result is _MISFIT:
-                return _ItemMisfit(f"item {index}", item)
+                return _ItemMisfit(f"[{index}]", item)
             if isinstance(result, _ItemMisfit):
-                return _ItemMisfit(f"item {index}, {result.where}", result.item)
+                return _ItemMisfit(f"[{index}]{result.where}", result.item)
             fitted.append(result)
         return fitted
     if isinstance(default, dict):
@@ -660,9 +660,9 @@ def _fit(default: Any, value: Any) -> Any:
         for key, item in value.items():
             result = _fit(default[key], item) if key in default else item
             if result is _MISFIT:
-                return _ItemMisfit(f"key {key!r}", item)
+                return _ItemMisfit(f"[{key!r}]", item)
             if isinstance(result, _ItemMisfit):
-                return _ItemMisfit(f"key {key!r}, {result.where}", result.item)
+                return _ItemMisfit(f"[{key!r}]{result.where}", result.item)
             fitted_dict[key] = result
         return fitted_dict
     return value if isinstance(value, type(default)) else _MISFIT

@@ -1,13 +1,15 @@
 """Provenance of an executed chapter and the content hash that drives the result cache.
 
 Provenance answers "where do these numbers come from": the effective parameters and preset, the
-git commit (and whether the tree had uncommitted changes), package versions, the JAX backend and
-devices the kernel used, wall time, timestamp and the content hash.
+git commit (and whether the tree had uncommitted changes), package versions and the hash of the
+lock file they were pinned by, the JAX backend and devices the kernel used, wall time, timestamp
+and the content hash.
 
 The content hash covers everything that can change a chapter's output: the source notebook's
 bytes, the effective parameters, the preset name, every file of the ``ntkbook`` package (the
-chapter's code lives there, not in the notebook) and the versions of the numerical packages. The
-git commit is deliberately left out: committing unchanged files must not invalidate results.
+chapter's code lives there, not in the notebook), the versions of the numerical packages and the
+SHA-256 of ``requirements.lock`` (``versions["lock"]``, see :func:`package_versions`). The git
+commit is deliberately left out: committing unchanged files must not invalidate results.
 """
 
 from __future__ import annotations
@@ -35,16 +37,50 @@ PACKAGES = (
 
 UNKNOWN = "unknown"
 
+#: The lock file at the project root: every package of the CPU install, pinned with hashes.
+LOCK_FILE = "requirements.lock"
 
-def package_versions() -> dict[str, str]:
-    """Versions of Python and of each installed distribution in :data:`PACKAGES`."""
+
+def package_versions(lock: Path | None = None) -> dict[str, str]:
+    """Versions of Python and of each installed distribution in :data:`PACKAGES`, and the lock.
+
+    ``"lock"`` is ``"sha256:<hex>"`` of the lock file: ``lock`` if given, else the
+    ``requirements.lock`` of the checkout that ``ntkbook`` is imported from (:func:`project_lock`).
+    It is absent when there is no such file (``ntkbook`` installed from a wheel). The entry names
+    the lock of the checkout; whether ``.venv`` was installed from it, the versions above tell.
+    """
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    digest = lock_hash(lock)
+    if digest is not None:
+        versions["lock"] = digest
     return versions
+
+
+def project_lock() -> Path | None:
+    """``requirements.lock`` of the checkout holding the imported ``ntkbook``, or ``None``.
+
+    In the editable install that ``make venv`` makes, the package is ``<root>/src/ntkbook`` and
+    the lock is ``<root>/requirements.lock`` beside ``pyproject.toml``. A package installed into
+    ``site-packages`` has no checkout around it, hence no lock.
+    """
+    root = package_dir().parents[1]
+    lock = root / LOCK_FILE
+    if lock.is_file() and (root / "pyproject.toml").is_file():
+        return lock
+    return None
+
+
+def lock_hash(path: Path | None = None) -> str | None:
+    """``"sha256:<hex>"`` of the bytes of ``path`` (default :func:`project_lock`), or ``None``."""
+    path = path if path is not None else project_lock()
+    if path is None or not path.is_file():
+        return None
+    return f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
 
 
 def git_state(root: Path) -> dict[str, Any]:
@@ -116,7 +152,11 @@ def content_hash(
     source_hash: str,
     versions: dict[str, str],
 ) -> str:
-    """The cache key of a chapter run, as ``"sha256:<hex>"``."""
+    """The cache key of a chapter run, as ``"sha256:<hex>"``.
+
+    ``versions`` is :func:`package_versions`: with its ``"lock"`` entry, a new lock file gives
+    a new key even where the recorded versions did not change.
+    """
     digest = hashlib.sha256()
     digest.update(hashlib.sha256(notebook.read_bytes()).digest())
     digest.update(
@@ -151,7 +191,10 @@ def provenance_markdown(provenance: dict[str, Any]) -> str:
     runtime = provenance["runtime"]
     backend = runtime.get("jax_backend") or "jax not installed"
     devices = ", ".join(runtime.get("devices") or []) or "none"
-    versions = ", ".join(f"{name} {version}" for name, version in provenance["packages"].items())
+    packages = dict(provenance["packages"])
+    lock = packages.pop("lock", None)
+    versions = ", ".join(f"{name} {version}" for name, version in packages.items())
+    lock_text = f"`{LOCK_FILE}` {_code(lock)}" if lock else "none (not run from a checkout)"
     rows = [
         ("Command", _code(provenance["command"])),
         ("Preset", _code(provenance["preset"])),
@@ -160,6 +203,7 @@ def provenance_markdown(provenance: dict[str, Any]) -> str:
         ("Wall time", f"{provenance['wall_time_s']:.1f} s"),
         ("Executed at", _code(provenance["timestamp"])),
         ("Packages", _code(versions)),
+        ("Lock file", lock_text),
         ("Content hash", _code(provenance["content_hash"])),
     ]
     parameters = provenance["parameters"]

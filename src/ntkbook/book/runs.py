@@ -141,25 +141,30 @@ def published_target(published: Path) -> Path | None:
 
 
 def check_output_dir(published: Path) -> None:
-    """Refuse a published path that cannot be one: a file, or under a file.
+    """Refuse, before anything runs, a published path that cannot take a run.
+
+    The published path must be a directory or a run link (or not exist yet), must not lie under a
+    file, and the directories that a run writes (its parent, where the link is swapped, and the
+    run store beside it) must be writable or creatable.
 
     Raises:
         UsageError: naming the path and what is wrong with it.
     """
-    if published.is_symlink():
-        return
     if published.exists() and not published.is_dir():
         raise UsageError(f"output directory {str(published)!r} exists and is not a directory")
-    for parent in published.parents:
-        if parent.exists():
-            if not parent.is_dir():
+    store = runs_dir(published)
+    for target in (published.parent, store):
+        for existing in (target, *target.parents):
+            if not existing.exists():
+                continue
+            if not existing.is_dir():
                 raise UsageError(
-                    f"output directory {str(published)!r} lies under {str(parent)!r}, "
+                    f"output directory {str(published)!r} lies under {str(existing)!r}, "
                     "which is a file"
                 )
-            if not os.access(parent, os.W_OK | os.X_OK):
+            if not os.access(existing, os.W_OK | os.X_OK):
                 raise UsageError(
-                    f"output directory {str(published)!r} cannot be created: {str(parent)!r} "
+                    f"output directory {str(published)!r} cannot be written: {str(existing)!r} "
                     "is not writable"
                 )
             break

@@ -51,8 +51,8 @@ def _read(project: Project, chapter: str) -> dict[str, Any]:
 def status_markdown(project: Project, chapters: list[str]) -> str:
     """The Status page (MyST Markdown) for ``chapters`` in book order."""
     rows = [
-        "| chapter | preset | claim | statement | value [95% interval] | claimed | verdict "
-        "| wall time | commit | run |",
+        "| chapter | claim | verdict | value [95% interval] | claimed | statement | preset "
+        "| wall time | commit | run date |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     counts: Counter[str] = Counter()
@@ -72,9 +72,9 @@ def status_markdown(project: Project, chapters: list[str]) -> str:
             counts[claim["verdict"]] += 1
             per_chapter[chapter][claim["verdict"]] += 1
             rows.append(
-                f"| {link} | {_cell(provenance.get('preset', ''))} | {claim['id']} "
-                f"| {_cell(claim['statement'])} | {format_estimate(claim)} | {format_test(claim)} "
-                f"| **{claim['verdict']}** | {wall} | `{commit}` | {date} |"
+                f"| {link} | {claim['id']} | **{claim['verdict']}** | {format_estimate(claim)} "
+                f"| {format_test(claim)} | {_cell(claim['statement'])} "
+                f"| {_cell(provenance.get('preset', ''))} | {wall} | `{commit}` | {date} |"
             )
     count_rows = [
         "| chapter | " + " | ".join(VERDICTS) + " |",

@@ -118,8 +118,11 @@ def write_summary(
     path: str | os.PathLike[str] = SUMMARY_FILE,
     *,
     claims: Any = None,
-) -> Path:
-    """Write a chapter's headline numbers to ``summary.json`` (atomically) and return its path.
+) -> None:
+    """Write a chapter's headline numbers and claims to ``summary.json`` (atomically).
+
+    It returns nothing, so that the last cell of a chapter shows no output (the run directory's
+    path would be stale once the driver publishes the run).
 
     Call it once at the end of a chapter notebook::
 
@@ -154,7 +157,6 @@ def write_summary(
     payload["runtime"] = runtime_info()
     target = Path(path)
     atomic_write_json(target, payload)
-    return target.resolve()
 
 
 def load_summary_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ import scipy.stats
 from ntkbook.nanopore.cwt import scaleogram, scales_for_frequencies
 from ntkbook.nanopore.events import Events, check_padding_inside, event_windows
 from ntkbook.nanopore.simulate import Trace
+from ntkbook.progress import Progress, track
 
 __all__ = [
     "event_scaleograms",
@@ -317,6 +318,7 @@ def fit(
     key: jax.Array,
     trainable: str = "all",
     weight_decay: float = 1e-4,
+    progress: Progress = False,
 ) -> FitResult:
     """Minimise softmax cross-entropy with AdamW, learning rate ``η_t = η·½(1 + cos(πt/T))``
     over the ``T = epochs·⌊N/batch⌋`` steps.
@@ -325,7 +327,8 @@ def fit(
     remainder is left out each epoch). The step is jitted once per model, ``trainable`` and
     batch shape and reused by every later call (other data, learning rates, run lengths), so a
     sweep of fits compiles once. ``trainable="head"`` updates only the final ``head`` layer
-    (the rest is frozen, weight decay included), ``"all"`` every parameter.
+    (the rest is frozen, weight decay included), ``"all"`` every parameter. ``progress``
+    reports finished epochs (see :func:`ntkbook.progress.track`; silent by default).
     """
     if trainable not in ("all", "head"):
         raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}")
@@ -358,7 +361,7 @@ def fit(
     opt_state = _optimizer(params, trainable, *hyper).init(params)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
     losses = []
-    for _ in range(epochs):
+    for _ in track(range(epochs), description="fit epochs", progress=progress):
         order = rng.permutation(x.shape[0])[: n_batches * batch_size].reshape(n_batches, -1)
         epoch_loss = jnp.float32(0.0)
         for batch in order:

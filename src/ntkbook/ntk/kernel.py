@@ -30,7 +30,11 @@ Three exact methods compute the same matrix with different costs:
 
 ``"auto"`` uses ``"structured"`` when the model has layers it recognises and ``"jacobian"``
 otherwise. All methods treat ``apply_fn`` per sample: ``apply_fn(params, x)[i]`` must depend on
-``x[i]`` only (no batch statistics), which is what makes Θ a kernel between samples.
+``x[i]`` only (no batch statistics), which is what makes Θ a kernel between samples. A model that
+mixes samples (BatchNorm with batch statistics, ``out - out.mean(0)``) would silently give a wrong
+kernel (for the latter, all zeros), so every entry point checks it first
+(:func:`verify_per_sample`: two extra forward passes on two samples) and raises ``ValueError``;
+``check_per_sample=False`` turns the check off for a model known to be per-sample.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ __all__ = [
     "NTKFunction",
     "METHODS",
     "check_inputs",
+    "verify_per_sample",
 ]
 
 Method = Literal["auto", "structured", "jacobian", "vjp"]
@@ -104,13 +109,14 @@ def _check_array(x, name: str) -> jax.Array:
 
 
 def check_inputs(
-    apply_fn: Callable, params, x1, x2=None
+    apply_fn: Callable, params, x1, x2=None, *, check_per_sample: bool = True
 ) -> tuple[jax.Array, jax.Array | None, int]:
     """Validate ``params``, ``x1``, ``x2`` and the output of ``apply_fn``; return ``O``.
 
     Raises ``ValueError`` naming the problem: NaN or inf in a parameter leaf or an input, empty
-    inputs, a feature-shape mismatch between ``x1`` and ``x2``, or an ``apply_fn`` that does not
-    return a 2-D ``(N, O)`` array.
+    inputs, a feature-shape mismatch between ``x1`` and ``x2``, an ``apply_fn`` that does not
+    return a 2-D ``(N, O)`` array, or (unless ``check_per_sample=False``) one whose output for a
+    sample depends on the other samples of the batch (see :func:`verify_per_sample`).
     """
     _check_finite_params(params)
     x1 = _check_array(x1, "x1")
@@ -130,7 +136,71 @@ def check_inputs(
         raise ValueError(
             f"apply_fn must return one row per sample; for one sample it returned shape {out.shape}"
         )
+    if check_per_sample:
+        verify_per_sample(apply_fn, params, x1, x2)
     return x1, x2, int(out.shape[1])
+
+
+def _two_samples(x1: jax.Array, x2: jax.Array | None) -> jax.Array | None:
+    """Two different samples of the inputs (made up from one if needed), or None if impossible."""
+    first = x1[0]
+    candidates = [x1[-1]] + ([] if x2 is None else [x2[0], x2[-1]])
+    for other in candidates:
+        if not bool(jnp.array_equal(first, other)):
+            return jnp.stack([first, other])
+    if jnp.issubdtype(x1.dtype, jnp.inexact):
+        return jnp.stack([first, first + 1])
+    return None  # a single integer sample (token ids): no second sample to compare with
+
+
+def verify_per_sample(apply_fn: Callable, params, x1, x2=None) -> None:
+    """Raise ``ValueError`` unless ``apply_fn`` treats the samples of a batch independently.
+
+    Two samples ``a``, ``b`` go through ``apply_fn`` jointly, ``f([a, b])``, and separately,
+    ``[f([a]), f([b])]`` (one vmapped call): two forward passes on two samples. They must agree to
+    ``max|Δ| ≤ √ε · max|f|`` (ε of the output dtype: about 3e-4 relative in float32, under the
+    highest matmul precision so that TF32 does not count as a difference). A batch-statistics
+    layer or a model that mixes samples fails; the eNTK of such a model is not a kernel between
+    samples (for ``f - f.mean(0)`` every method returns zeros).
+    """
+    x1 = jnp.asarray(x1)
+    pair = _two_samples(x1, None if x2 is None else jnp.asarray(x2))
+    if pair is None:
+        return
+    with jax.default_matmul_precision("highest"):
+        joint = np.asarray(apply_fn(params, pair))
+        separate = np.asarray(jax.vmap(lambda s: apply_fn(params, s[None])[0])(pair))
+    if joint.shape != separate.shape:
+        raise ValueError(
+            f"apply_fn is not per sample: two samples give shape {joint.shape} jointly but "
+            f"{separate.shape} one at a time"
+        )
+    tolerance = 0.0
+    if jnp.issubdtype(joint.dtype, jnp.inexact):
+        tolerance = math.sqrt(float(jnp.finfo(joint.dtype).eps))
+    joint, separate = joint.astype(np.float64), separate.astype(np.float64)
+    finite = np.isfinite(joint)
+    if not np.array_equal(finite, np.isfinite(separate)):
+        found = "NaN or inf in one of them only"
+    else:
+        difference = float(np.max(np.abs(joint - separate), where=finite, initial=0.0))
+        scale = float(
+            np.max(
+                np.abs(np.concatenate([joint, separate])),
+                where=np.tile(finite, (2, 1)),
+                initial=0.0,
+            )
+        )
+        if difference <= tolerance * scale:
+            return
+        found = f"max difference {difference:.3g}, output scale {scale:.3g}"
+    raise ValueError(
+        "apply_fn is not per sample: the output for one sample changes when another sample is in "
+        f"the same batch ({found}). A layer that uses batch statistics (BatchNorm in training "
+        "mode: use use_running_average=True) or a model that mixes samples (e.g. subtracting the "
+        "batch mean) makes the eNTK wrong, often all zeros. Pass check_per_sample=False only "
+        "for a model known to be per sample."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,7 +528,9 @@ class NTKFunction:
 
     Build it once with :func:`ntk_fn` and call it repeatedly (for example at every recorded
     epoch): compiled per-sample feature functions are cached per parameter structure and input
-    shape. See the module docstring for the kernel convention and the methods.
+    shape. See the module docstring for the kernel convention and the methods. The per-sample
+    check (:func:`verify_per_sample`) runs once per parameter structure and input shape, not at
+    every call; ``check_per_sample=False`` turns it off.
     """
 
     def __init__(
@@ -468,6 +540,7 @@ class NTKFunction:
         trace_outputs: bool = True,
         method: Method = "auto",
         block_size: int | None = None,
+        check_per_sample: bool = True,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown eNTK method {method!r}; choose one of {', '.join(METHODS)}")
@@ -477,7 +550,9 @@ class NTKFunction:
         self.trace_outputs = trace_outputs
         self.method = method
         self.block_size = block_size
+        self.check_per_sample = check_per_sample
         self._cache: dict = {}
+        self._verified: set = set()
 
     # -- helpers ------------------------------------------------------------------------------
     def _signature(self, params, x) -> tuple:
@@ -532,14 +607,23 @@ class NTKFunction:
             return min(self.block_size, n)
         return int(max(1, min(n, _BLOCK_BUDGET_BYTES // max(plan["sample_bytes"], 1))))
 
+    def _check(self, params, x1, x2=None) -> tuple[jax.Array, jax.Array | None, int]:
+        x1, x2, n_outputs = check_inputs(self.apply_fn, params, x1, x2, check_per_sample=False)
+        if self.check_per_sample:
+            key = self._signature(params, x1)
+            if key not in self._verified:
+                verify_per_sample(self.apply_fn, params, x1, x2)
+                self._verified.add(key)
+        return x1, x2, n_outputs
+
     def method_for(self, params, x) -> str:
         """The method ``"auto"`` resolves to for these parameters and inputs."""
-        x1, _, n_outputs = check_inputs(self.apply_fn, params, x)
+        x1, _, n_outputs = self._check(params, x)
         return self._plan(params, x1, n_outputs)["method"]
 
     # -- the kernel ---------------------------------------------------------------------------
     def __call__(self, params, x1, x2=None) -> jax.Array:
-        x1, x2, n_outputs = check_inputs(self.apply_fn, params, x1, x2)
+        x1, x2, n_outputs = self._check(params, x1, x2)
         plan = self._plan(params, x1, n_outputs)
         leaves = jax.tree_util.tree_leaves(params)
         if plan["method"] == "vjp":
@@ -615,15 +699,23 @@ def ntk_fn(
     trace_outputs: bool = True,
     method: Method = "auto",
     block_size: int | None = None,
+    check_per_sample: bool = True,
 ) -> NTKFunction:
     """Build a reusable eNTK function ``(params, x1, x2=None) -> Θ`` for ``apply_fn``.
 
     ``apply_fn(params, x) -> (N, O)``. Returns ``(N1, N2)`` with outputs summed
     (``trace_outputs=True``) or the full ``(N1·O, N2·O)`` kernel, row index ``i·O + a``.
     ``block_size`` bounds the number of samples whose features are computed and contracted at
-    once (default: as many as fit in 256 MiB of per-sample features).
+    once (default: as many as fit in 256 MiB of per-sample features). ``check_per_sample=False``
+    skips :func:`verify_per_sample` (only for a model known to treat samples independently).
     """
-    return NTKFunction(apply_fn, trace_outputs=trace_outputs, method=method, block_size=block_size)
+    return NTKFunction(
+        apply_fn,
+        trace_outputs=trace_outputs,
+        method=method,
+        block_size=block_size,
+        check_per_sample=check_per_sample,
+    )
 
 
 def empirical_ntk(
@@ -635,6 +727,7 @@ def empirical_ntk(
     trace_outputs: bool = True,
     method: Method = "auto",
     block_size: int | None = None,
+    check_per_sample: bool = True,
 ) -> jax.Array:
     """Empirical NTK ``Θ = Σ_p ∂f(x1)/∂θ_p ∂f(x2)/∂θ_p`` of ``apply_fn`` at ``params``.
 
@@ -642,9 +735,13 @@ def empirical_ntk(
     evaluated many times, so compilation happens once. With ``x2=None`` the kernel of ``x1``
     with itself is returned (and only its upper triangle of blocks is computed).
     """
-    return ntk_fn(apply_fn, trace_outputs=trace_outputs, method=method, block_size=block_size)(
-        params, x1, x2
-    )
+    return ntk_fn(
+        apply_fn,
+        trace_outputs=trace_outputs,
+        method=method,
+        block_size=block_size,
+        check_per_sample=check_per_sample,
+    )(params, x1, x2)
 
 
 def ntk_diagonal(
@@ -654,6 +751,7 @@ def ntk_diagonal(
     *,
     trace_outputs: bool = True,
     block_size: int | None = None,
+    check_per_sample: bool = True,
 ) -> jax.Array:
     """Diagonal of the eNTK without forming it: ``Θ_ii = Σ_a ‖∇_θ f_a(x_i)‖²`` (traced), or
     ``Θ[(i,a),(i,a)] = ‖∇_θ f_a(x_i)‖²`` (full, length ``N·O``).
@@ -662,7 +760,7 @@ def ntk_diagonal(
     """
     if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
         raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
-    x, _, n_outputs = check_inputs(apply_fn, params, x)
+    x, _, n_outputs = check_inputs(apply_fn, params, x, check_per_sample=check_per_sample)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     per_sample_bytes = n_outputs * sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
     if block_size is not None:
@@ -689,9 +787,9 @@ def _squared_norms_fn(apply_fn: Callable, treedef) -> Callable:
     return jax.jit(jax.vmap(sample, in_axes=(None, 0)))
 
 
-def layer_summary(apply_fn: Callable, params, x) -> list[dict]:
+def layer_summary(apply_fn: Callable, params, x, *, check_per_sample: bool = True) -> list[dict]:
     """Which parameters the structured method handles, and how (for documentation/debugging)."""
-    x1, _, n_outputs = check_inputs(apply_fn, params, x)
+    x1, _, n_outputs = check_inputs(apply_fn, params, x, check_per_sample=check_per_sample)
     structure = _analyse(apply_fn, params, x1[:1], n_outputs)
     names = _leaf_names(params)
     leaves = jax.tree_util.tree_leaves(params)

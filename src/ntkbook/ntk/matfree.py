@@ -10,6 +10,8 @@ the current parameters. On top of that product:
 - :func:`entropy_slq`: the spectral entropy ``S = ln Tr Θ − (Σ λ ln λ)/Tr Θ`` with the top of
   the spectrum deflated exactly (Lanczos) and the remainder by stochastic Lanczos quadrature
   (Ubaru, Chen & Saad 2017): ``zᵀ f(Θ) z ≈ ‖z‖² Σ_j τ_j² f(θ_j)`` from ``m`` Lanczos steps.
+- :func:`relative_error`: how far such an estimate lies from an exact value, with an interval
+  from the probes' standard error (for checking the estimators where Θ still fits).
 
 Kernels follow :mod:`ntkbook.ntk.kernel`: traced (outputs summed) or full (row ``i·O + a``).
 """
@@ -22,7 +24,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats as _scipy_stats
 
+from ntkbook import stats
 from ntkbook.ntk.kernel import check_inputs
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "top_eigenpairs",
     "trace_hutchinson",
     "entropy_slq",
+    "relative_error",
     "Eigenpairs",
     "Estimate",
 ]
@@ -305,3 +310,38 @@ def _entropy_slq(matvec, n, *, key, num_probes, num_iter, deflate, effective) ->
     if effective:
         value, error = value / np.log(n), error / np.log(n)
     return Estimate(float(value), float(error))
+
+
+def relative_error(
+    estimate: Estimate, exact: float, *, num_probes: int, confidence: float = 0.95
+) -> stats.Estimate:
+    """Relative error ``|ŝ − s| / |s|`` of a probe estimate ``ŝ`` against the exact ``s``.
+
+    The signed error ``e = (ŝ − s)/|s|`` gets the Student-t interval
+    ``e ± t_{m−1} σ/|s|`` (``σ`` the estimate's standard error over its ``m = num_probes``
+    probes); the returned interval is the image of that interval under ``|·|``:
+    ``[min |end|, max |end|]``, or ``[0, max |end|]`` when it contains 0. It covers the probe
+    noise of the estimate only, not a systematic error that every probe shares (for SLQ, a
+    quadrature too short for the spectrum): that part shows in the value itself.
+
+    Raises:
+        ValueError: ``exact`` is zero or not finite, fewer than 2 probes, or a confidence
+            outside (0, 1).
+    """
+    exact = float(exact)
+    if not np.isfinite(exact) or exact == 0.0:
+        raise ValueError(f"a relative error needs a finite, non-zero exact value, got {exact}")
+    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 2:
+        raise ValueError(f"num_probes must be an integer >= 2, got {num_probes!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    signed = (float(estimate.value) - exact) / abs(exact)
+    half = float(
+        _scipy_stats.t.ppf(0.5 + confidence / 2.0, num_probes - 1)
+        * float(estimate.standard_error)
+        / abs(exact)
+    )
+    low, high = signed - half, signed + half
+    ends = (abs(low), abs(high))
+    low_abs = 0.0 if low <= 0.0 <= high else min(ends)
+    return stats.Estimate(abs(signed), low_abs, max(ends), "t", num_probes, confidence)

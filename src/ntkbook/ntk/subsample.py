@@ -205,19 +205,42 @@ class SubsampleRecorder:
         self.values[int(step)] = result.values
         return record
 
-    def paired_change(self, measure: str) -> tuple[float, float]:
-        """Change of ``measure`` from the first to the last recorded step, with its error.
+    def paired_differences(
+        self, measure: str, *, start: int | None = None, end: int | None = None
+    ) -> np.ndarray:
+        """Per-subset change ``m_s(end) − m_s(start)`` of ``measure``, one value per subset.
 
-        The same subsets are used at every step, so the change is averaged per subset,
-        ``Δ = (1/M) Σ_s [m_s(last) − m_s(first)]``, and its standard error is that of the
-        paired differences, ``std_s(Δ_s)/√M``, usually far smaller than either step's error.
+        ``start`` and ``end`` are recorded steps (default: the first and the last). The same
+        subsets are used at every step, so the differences are paired: their mean is the
+        change of the subset average and their spread measures the subset noise of that change.
         """
         if measure not in self.measures:
             raise ValueError(f"{measure!r} is not recorded; recorded: {', '.join(self.measures)}")
         if len(self.values) < 2:
             raise ValueError(f"a change needs two recorded steps, have {sorted(self.values)}")
-        first, last = min(self.values), max(self.values)
-        differences = self.values[last][measure] - self.values[first][measure]
+        start = min(self.values) if start is None else int(start)
+        end = max(self.values) if end is None else int(end)
+        for name, step in (("start", start), ("end", end)):
+            if step not in self.values:
+                raise ValueError(
+                    f"{name} step {step} was not recorded; recorded: {sorted(self.values)}"
+                )
+        if start >= end:
+            raise ValueError(f"start step {start} must come before end step {end}")
+        return self.values[end][measure] - self.values[start][measure]
+
+    def paired_change(
+        self, measure: str, *, start: int | None = None, end: int | None = None
+    ) -> tuple[float, float]:
+        """Change of ``measure`` from step ``start`` to step ``end`` (default: the first and
+        the last recorded step), with its error.
+
+        The same subsets are used at every step, so the change is averaged per subset,
+        ``Δ = (1/M) Σ_s [m_s(end) − m_s(start)]``, and its standard error is that of the
+        paired differences, ``std_s(Δ_s)/√M``, usually far smaller than either step's error
+        (see :meth:`paired_differences`).
+        """
+        differences = self.paired_differences(measure, start=start, end=end)
         return (
             float(differences.mean()),
             float(differences.std(ddof=1) / np.sqrt(differences.size)),

@@ -1,16 +1,20 @@
 """Analysis of deployments: distance curves, success and efficiency, policy maps, strategies,
-Péclet numbers. Every function works on NumPy/JAX arrays with optional leading batch axes
-(seeds, radii, …); success rates are always taken over *all* runs given, none excluded.
+Péclet numbers, and the grid statistics that the chapters' claims test (onset cells, changes at
+the top of a swept range, the worse of several estimates). Every function works on NumPy/JAX
+arrays with optional leading batch axes (seeds, radii, …); success rates are always taken over
+*all* runs given, none excluded.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 
+from ntkbook import stats as st
 from ntkbook.swarm import physics as ph
 from ntkbook.swarm import ppo
 from ntkbook.swarm import tasks as tk
@@ -26,6 +30,12 @@ __all__ = [
     "classify_strategy",
     "strategy_counts",
     "rotational_peclet",
+    "active_brownian_ratio",
+    "onset_cells",
+    "top_pair",
+    "top_change",
+    "largest",
+    "magnitude",
 ]
 
 STRATEGIES = ("run_and_tumble", "gradient_steering", "passive", "undirected")
@@ -153,3 +163,141 @@ def rotational_peclet(radius_um, speed_body_lengths, temperature_K=300.0, shape=
         radius
     )
     return speed / (2.0 * radius * d_r)
+
+
+def active_brownian_ratio(
+    radius_um,
+    speed_body_lengths,
+    decision_interval: float,
+    temperature_K=300.0,
+    shape="sphere",
+):
+    """Active over Brownian displacement in one decision, ``v·Δt / √(4 D_t Δt)``.
+
+    ``v = speed_body_lengths · 2R`` (µm/s), ``Δt`` the decision interval (s), ``D_t`` the
+    in-plane translational diffusion coefficient (:func:`~ntkbook.swarm.physics.
+    diffusion_coefficients`); ``√(4 D_t Δt)`` is the root-mean-square 2-D Brownian displacement
+    in ``Δt``. Below 1 the swimmer's own motion within a decision is smaller than its Brownian
+    displacement: active swimming does not yet overpower Brownian motion.
+    """
+    if not (math.isfinite(decision_interval) and decision_interval > 0):
+        raise ValueError(f"decision_interval must be positive, got {decision_interval!r}")
+    radius = np.asarray(radius_um, np.float64)
+    speed = np.asarray(speed_body_lengths, np.float64) * 2.0 * radius
+    d_t = np.vectorize(lambda r: ph.diffusion_coefficients(r, temperature_K, shape=shape)[0])(
+        radius
+    )
+    return speed * decision_interval / np.sqrt(4.0 * d_t * decision_interval)
+
+
+def onset_cells(peclet, coordinates: Sequence[float], axis: int, threshold: float = 1.0):
+    """Where each line along ``axis`` first reaches ``peclet ≥ threshold``, as a boolean mask.
+
+    ``coordinates`` are the swept values along ``axis`` (e.g. radii, in any order); for every
+    line (one entry of the other axes) the mask is ``True`` at the smallest coordinate whose
+    ``peclet`` is at least ``threshold``, and ``False`` elsewhere (a line that never reaches it
+    has no ``True``). The onset cells are the first swept swimmers for which the physics allows
+    a heading to be kept.
+    """
+    peclet = np.asarray(peclet, np.float64)
+    coordinates = np.asarray(coordinates, np.float64)
+    if coordinates.shape != (peclet.shape[axis],):
+        raise ValueError(
+            f"coordinates has shape {coordinates.shape}, expected ({peclet.shape[axis]},) "
+            f"for axis {axis} of peclet with shape {peclet.shape}"
+        )
+    order = np.argsort(coordinates, kind="stable")
+    reached = np.moveaxis(peclet, axis, -1)[..., order] >= threshold  # (..., n) in sorted order
+    first = np.argmax(reached, axis=-1)[..., None]  # the first True (0 where there is none)
+    in_sorted_order = np.zeros_like(reached)
+    np.put_along_axis(in_sorted_order, first, reached.any(axis=-1)[..., None], axis=-1)
+    mask = np.empty_like(in_sorted_order)
+    mask[..., order] = in_sorted_order
+    return np.moveaxis(mask, -1, axis)
+
+
+def top_pair(coordinates: Sequence[float], factor: float = 1.5) -> tuple[int, int] | None:
+    """Indices ``(low, top)`` of the swept values that :func:`top_change` compares.
+
+    ``top`` is the index of the largest coordinate ``x_top`` and ``low`` that of the largest
+    coordinate at most ``x_top / factor``; ``None`` when there is none.
+    """
+    coordinates = np.asarray(coordinates, np.float64)
+    if not factor > 1:
+        raise ValueError(f"factor must exceed 1, got {factor!r}")
+    top = int(np.argmax(coordinates))
+    below = np.flatnonzero(coordinates <= coordinates[top] / factor)
+    if below.size == 0:
+        return None
+    return int(below[np.argmax(coordinates[below])]), top
+
+
+def top_change(
+    values, coordinates: Sequence[float], axis: int, factor: float = 1.5, eligible=None
+) -> np.ndarray:
+    """Changes of ``values`` across the top of a swept range, one per line along ``axis``.
+
+    With ``x_top`` the largest of ``coordinates`` and ``x_low`` the largest coordinate at most
+    ``x_top / factor``, returns ``values(x_top) − values(x_low)`` for every entry of the other
+    axes, flattened, keeping only those where ``eligible`` (an array shaped like ``values``) is
+    ``True`` at ``x_low``. A quantity that has converged in the swept variable changes little
+    when that variable grows by ``factor`` at the top of its range. Empty when no coordinate is
+    at most ``x_top / factor``.
+    """
+    values = np.asarray(values, np.float64)
+    coordinates = np.asarray(coordinates, np.float64)
+    if coordinates.shape != (values.shape[axis],):
+        raise ValueError(
+            f"coordinates has shape {coordinates.shape}, expected ({values.shape[axis]},)"
+        )
+    pair = top_pair(coordinates, factor)
+    if pair is None:
+        return np.zeros(0)
+    low, top = pair
+    change = np.take(values, top, axis=axis) - np.take(values, low, axis=axis)
+    if eligible is None:
+        return change.ravel()
+    keep = np.take(np.broadcast_to(np.asarray(eligible, bool), values.shape), low, axis=axis)
+    return change[keep]
+
+
+def largest(estimates: Sequence[st.Estimate]) -> st.Estimate:
+    """The largest of several quantities, ``max_k θ_k``, with a simultaneous interval.
+
+    The interval is ``[max_k low_k, max_k high_k]``: whenever every interval covers its
+    ``θ_k``, this one covers ``max_k θ_k``. By Bonferroni's inequality its confidence is at
+    least ``1 − Σ_k (1 − c_k)``, which is what the result states (two 97.5% intervals give a
+    95% one). Use it for "the worse of" several estimates on a scale where larger is worse.
+    """
+    if not estimates:
+        raise ValueError("largest needs at least one estimate")
+    confidence = 1.0 - sum(1.0 - e.confidence for e in estimates)
+    if confidence <= 0:
+        raise ValueError("the combined (Bonferroni) confidence of these estimates is not positive")
+    methods = sorted({e.method for e in estimates})
+    return st.Estimate(
+        value=max(e.value for e in estimates),
+        low=max(e.low for e in estimates),
+        high=max(e.high for e in estimates),
+        method="max of " + ", ".join(methods) + " (Bonferroni)",
+        n=min(e.n for e in estimates),
+        confidence=confidence,
+    )
+
+
+def magnitude(estimate: st.Estimate) -> st.Estimate:
+    """``|θ|`` with the image of the interval under ``|·|`` (same confidence).
+
+    ``[min(|low|, |high|), max(|low|, |high|)]``, or ``[0, max(|low|, |high|)]`` when the
+    interval contains 0.
+    """
+    low, high = abs(estimate.low), abs(estimate.high)
+    bottom = 0.0 if estimate.low <= 0.0 <= estimate.high else min(low, high)
+    return st.Estimate(
+        abs(estimate.value),
+        bottom,
+        max(low, high),
+        f"|{estimate.method}|",
+        estimate.n,
+        estimate.confidence,
+    )
