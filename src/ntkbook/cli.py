@@ -19,6 +19,7 @@ from typing import Any
 from ntkbook.book.console import format_duration
 from ntkbook.book.driver import build_book, run_chapter
 from ntkbook.book.errors import BookError, UsageError
+from ntkbook.book.launch import export_notebooks, github_repository, origin_repository
 from ntkbook.book.presets import (
     PRESETS,
     available_presets,
@@ -85,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(PRESETS)} (default: ${PRESET_ENV} or book)",
     )
     build_cmd.add_argument("--force", action="store_true", help="re-execute every chapter")
+    build_cmd.add_argument(
+        "--repository-url",
+        help="GitHub repository for Colab launch and repository buttons (default: the origin "
+        "remote when it is on GitHub; without one the book has no buttons)",
+    )
+
+    export_cmd = commands.add_parser(
+        "export-notebooks",
+        help="copy the executed notebooks, with a Colab install cell, for the notebooks branch",
+    )
+    _add_root(export_cmd, suppress=True)
+    export_cmd.add_argument("destination", help="folder to write executed/<chapter>/*.ipynb into")
+    export_cmd.add_argument(
+        "--repository-url", help="GitHub repository to install ntkbook from (default: origin)"
+    )
 
     runs_cmd = commands.add_parser("runs", help="show or prune the chapters' run directories")
     _add_root(runs_cmd, suppress=True)
@@ -243,7 +259,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(project, args.runs_command, getattr(args, "dry_run", False))
         if args.command == "build":
             _check_preset(args.preset)
-            build_book(project, preset=args.preset, force=args.force)
+            url = args.repository_url or origin_repository(project.root)
+            build_book(project, preset=args.preset, force=args.force, repository_url=url)
+            return 0
+        if args.command == "export-notebooks":
+            url = args.repository_url or origin_repository(project.root)
+            if url is None:
+                raise UsageError(
+                    "export-notebooks needs --repository-url (the origin remote is not on GitHub)"
+                )
+            written = export_notebooks(project, Path(args.destination), github_repository(url))
+            print(f"wrote {len(written)} notebook(s) under {args.destination}")
             return 0
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -25,12 +25,15 @@ formulas and images it checked.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: Browsers tried in this order: Debian's Chromium, Ubuntu's, Google Chrome (GitHub's runners).
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 #: Files under the HTML root that are not content pages.
 SKIPPED_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 SKIPPED_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static"}
@@ -104,13 +107,16 @@ def content_pages(html_dir: Path) -> list[Path]:
 
 
 def find_browser() -> tuple[str, str]:
-    """Paths of ``chromium`` and ``chromedriver``.
+    """Paths of a Chromium-based browser (:data:`BROWSERS`) and of ``chromedriver``.
 
     Raises:
         RuntimeError: either is missing; names the Debian packages that provide them.
     """
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = next(filter(None, map(shutil.which, BROWSERS)), None)
     driver = shutil.which("chromedriver")
+    if driver is None and os.environ.get("CHROMEWEBDRIVER"):
+        # GitHub's runners ship ChromeDriver in a folder named by this variable.
+        driver = shutil.which("chromedriver", path=os.environ["CHROMEWEBDRIVER"])
     if not chromium or not driver:
         raise RuntimeError(
             "the browser check needs Chromium and ChromeDriver: on Debian or Ubuntu, "

@@ -336,13 +336,13 @@ def _cell(text: str) -> str:
 def claims_markdown(claims: Iterable[Any]) -> str:
     """The "Claims and verdicts" table (Markdown) of a list of claims."""
     rows = [
-        "| id | claim | statistic | value [95% interval] | claimed | verdict | note |",
+        "| id | verdict | value [95% interval] | claimed | claim | statistic | note |",
         "|---|---|---|---|---|---|---|",
     ]
     for entry in check_claims(claims):
         rows.append(
-            f"| {entry['id']} | {_cell(entry['statement'])} | {_cell(entry['statistic'])} "
-            f"| {format_estimate(entry)} | {format_test(entry)} | **{entry['verdict']}** "
+            f"| {entry['id']} | **{entry['verdict']}** | {format_estimate(entry)} "
+            f"| {format_test(entry)} | {_cell(entry['statement'])} | {_cell(entry['statistic'])} "
             f"| {_cell(entry['reason'])} |"
         )
     return "\n".join(rows)

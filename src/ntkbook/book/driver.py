@@ -34,6 +34,7 @@ from ntkbook.atomic import atomic_write_json, atomic_write_text
 from ntkbook.book.claims import PAPER_CLAIMS
 from ntkbook.book.console import CellProgress, format_duration
 from ntkbook.book.errors import BookError, BuildFailed, ChapterFailed, SummaryError, UsageError
+from ntkbook.book.launch import github_repository, launch_config
 from ntkbook.book.presets import resolve_parameters
 from ntkbook.book.project import Project
 from ntkbook.book.provenance import (
@@ -429,15 +430,17 @@ def run_chapter(
     return result(finished, True, wall_time)
 
 
-def jupyter_book_command(root: Path) -> list[str]:
+def jupyter_book_command(root: Path, config: Path | None = None) -> list[str]:
     """The Jupyter Book 1.x command that builds the HTML book into ``<root>/_build/html``.
 
     ``-W --keep-going`` turns every Sphinx warning into a failure but reports all of them;
     ``-n`` also flags broken cross-references; ``--all`` rebuilds every page, because an
     incremental build does not repeat the warnings of unchanged pages and could pass falsely.
     Running ``jupyter_book`` through ``sys.executable`` uses this environment's installation
-    whatever ``PATH`` says.
+    whatever ``PATH`` says. ``config`` replaces ``<root>/_config.yml`` (the launch-button
+    configuration of :func:`ntkbook.book.launch.launch_config`).
     """
+    options = ["--config", str(config)] if config is not None else []
     return [
         sys.executable,
         "-c",
@@ -450,6 +453,7 @@ def jupyter_book_command(root: Path) -> list[str]:
         "--nitpick",
         "--keep-going",
         "--all",
+        *options,
     ]
 
 
@@ -459,8 +463,13 @@ def build_book(
     force: bool = False,
     log: Log = _stdout,
     interactive: bool | None = None,
+    repository_url: str | None = None,
 ) -> Path:
     """Run every chapter of ``_toc.yml`` with ``preset``, write the Status page, build the HTML.
+
+    With a GitHub ``repository_url`` every chapter page gets a Colab launch button, opening its
+    executed notebook on the ``notebooks`` branch (see :mod:`ntkbook.book.launch`), and a
+    repository button; without one the book has no buttons.
 
     Each chapter is announced as ``[k/n] chapter (preset)`` with the previous run's wall time as
     an estimate, reports its cells while it runs and ends with its wall time and the clock time.
@@ -505,8 +514,14 @@ def build_book(
     except SummaryError as err:
         raise BuildFailed(f"the Status page could not be written: {err}") from err
     log(f"status page: {_display(status)}")
+    config = None
+    if repository_url is not None:
+        config = launch_config(project, github_repository(repository_url))
+        log(f"launch buttons: Colab and repository buttons for {repository_url}")
     log("rendering the HTML book with jupyter-book ...")
-    result = subprocess.run(jupyter_book_command(project.root), cwd=project.root, check=False)
+    result = subprocess.run(
+        jupyter_book_command(project.root, config), cwd=project.root, check=False
+    )
     if result.returncode != 0:
         raise BuildFailed(
             f"jupyter-book build failed with exit code {result.returncode}; "
