@@ -296,6 +296,23 @@ def test_train_learns_a_separable_problem(blobs):
     assert losses[0] == pytest.approx(float(cross_entropy_loss(model.apply(params, x), y)))
 
 
+def test_train_reports_each_finished_epoch_to_a_progress_callback(blobs):
+    model, params, x, y = blobs
+    calls = []
+    train(
+        model.apply,
+        params,
+        optax.sgd(0.1),
+        cross_entropy_loss,
+        (x, y),
+        epochs=3,
+        batch_size=6,
+        key=jax.random.key(0),
+        progress=lambda *args: calls.append(args),
+    )
+    assert calls == [(1, 3, "epochs"), (2, 3, "epochs"), (3, 3, "epochs")]
+
+
 def test_no_sample_is_dropped_or_repeated(_float64):
     """Linear model, summed linear loss: each sample's gradient is ``y_i x_i`` whatever the
     parameters, so after ``E`` epochs of SGD ``w = w0 − E·η·Σ_i y_i x_i`` exactly when every

@@ -32,6 +32,7 @@ import optax
 
 from ntkbook.atomic import write_bytes_atomic
 from ntkbook.ntk.record import KernelRecorder
+from ntkbook.progress import Progress, track
 from ntkbook.resume import (
     callable_name,
     differences,
@@ -158,6 +159,7 @@ def train(
     recorders: Sequence[Callable] = (),
     classification: bool | None = None,
     checkpoint_path: str | Path | None = None,
+    progress: Progress = False,
 ) -> TrainResult:
     """Train ``params`` of ``apply_fn`` with ``optimizer`` on ``loss_fn(predictions, y)``.
 
@@ -166,7 +168,8 @@ def train(
     ``final=True`` on that last call, so the final state is recorded whatever its interval.
     A recorder with a ``start_training`` method first gets ``recorder.start_training(settings)``
     with the :func:`training_settings`. ``classification`` (default: integer labels) adds
-    accuracies to the history. ``checkpoint_path``: see the module docstring.
+    accuracies to the history. ``checkpoint_path``: see the module docstring. ``progress``
+    reports finished epochs (``True`` for a bar, or a callback; see :mod:`ntkbook.progress`).
 
     Raises:
         ValueError: bad arguments; a checkpoint or a recorder's file made by a training with
@@ -250,7 +253,7 @@ def train(
             else:
                 recorder(epoch, p)
 
-    for epoch in range(start_epoch, epochs):
+    for epoch in track(range(start_epoch, epochs), description="epochs", progress=progress):
         log(epoch, params)
         permutation = jax.random.permutation(jax.random.fold_in(key, epoch), x.shape[0])
         params, opt_state = epoch_update(params, opt_state, permutation)
