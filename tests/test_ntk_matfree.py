@@ -203,7 +203,7 @@ def test_relative_error_folds_the_t_interval_of_the_signed_error():
     below = matfree.relative_error(matfree.Estimate(1.9, 0.01), 2.0, num_probes=16)
     assert below.value == pytest.approx(0.05)
     assert below.interval == pytest.approx((0.05 - half, 0.05 + half))
-    assert (above.method, above.n, above.confidence) == ("t", 16, 0.95)
+    assert (above.method, above.n, above.confidence) == ("|t|", 16, 0.95)
 
 
 def test_relative_error_interval_starts_at_zero_when_the_signed_interval_contains_zero():

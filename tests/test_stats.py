@@ -157,3 +157,41 @@ def test_a_perfect_correlation_has_no_fisher_interval():
         key=jax.random.key(0),
     )
     assert result.coefficient == pytest.approx(-1.0)
+
+
+def test_largest_smallest_and_magnitude_keep_a_valid_interval():
+    from ntkbook.stats import Estimate, largest, magnitude, smallest
+
+    a = Estimate(0.2, 0.1, 0.3, "t", 4, 0.975)
+    b = Estimate(0.5, -0.4, 1.4, "t", 2, 0.975)
+    worst = largest([a, b])
+    assert (worst.value, worst.low, worst.high) == (0.5, 0.1, 1.4)
+    assert worst.confidence == pytest.approx(0.95) and worst.n == 2
+    least = smallest([a, b])
+    assert (least.value, least.low, least.high) == (0.2, -0.4, 0.3)
+    assert least.confidence == pytest.approx(0.95)
+    around_zero = magnitude(Estimate(-0.1, -0.3, 0.2, "t", 3))
+    assert (around_zero.value, around_zero.low, around_zero.high) == (0.1, 0.0, 0.3)
+    negative = magnitude(Estimate(-0.5, -0.7, -0.2, "t", 3))
+    assert (negative.low, negative.high) == pytest.approx((0.2, 0.7))
+    with pytest.raises(ValueError, match="at least one"):
+        largest([])
+    with pytest.raises(ValueError, match="not positive"):
+        smallest([Estimate(0, -1, 1, "t", 2, 0.5)] * 2)
+
+
+def test_smallest_covers_the_minimum_at_its_stated_level():
+    # Three true means 0, 0.3 and 0.6, each interval at 1 − 0.05/3, so 95% jointly.
+    from ntkbook.stats import mean_interval, smallest
+
+    rng = np.random.default_rng(1)
+    covered = 0
+    trials = 2000
+    for _ in range(trials):
+        estimates = [
+            mean_interval(rng.normal(mu, 1.0, size=5), confidence=1 - 0.05 / 3)
+            for mu in (0.0, 0.3, 0.6)
+        ]
+        least = smallest(estimates)
+        covered += least.low <= 0.0 <= least.high
+    assert covered / trials >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / trials)

@@ -140,19 +140,3 @@ def test_top_change_compares_the_top_of_the_range_with_a_factor_below_it():
     assert an.top_pair(radii, factor=10.0) is None
     with pytest.raises(ValueError, match="factor"):
         an.top_change(values, radii, axis=1, factor=1.0)
-
-
-def test_largest_and_magnitude_keep_a_valid_interval():
-    from ntkbook.stats import Estimate
-
-    a = Estimate(0.2, 0.1, 0.3, "t", 4, 0.975)
-    b = Estimate(0.5, -0.4, 1.4, "t", 2, 0.975)
-    worst = an.largest([a, b])
-    assert (worst.value, worst.low, worst.high) == (0.5, 0.1, 1.4)
-    assert worst.confidence == pytest.approx(0.95) and worst.n == 2
-    around_zero = an.magnitude(Estimate(-0.1, -0.3, 0.2, "t", 3))
-    assert (around_zero.value, around_zero.low, around_zero.high) == (0.1, 0.0, 0.3)
-    negative = an.magnitude(Estimate(-0.5, -0.7, -0.2, "t", 3))
-    assert (negative.low, negative.high) == pytest.approx((0.2, 0.7))
-    with pytest.raises(ValueError, match="at least one"):
-        an.largest([])

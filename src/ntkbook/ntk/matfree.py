@@ -341,7 +341,5 @@ def relative_error(
         * float(estimate.standard_error)
         / abs(exact)
     )
-    low, high = signed - half, signed + half
-    ends = (abs(low), abs(high))
-    low_abs = 0.0 if low <= 0.0 <= high else min(ends)
-    return stats.Estimate(abs(signed), low_abs, max(ends), "t", num_probes, confidence)
+    signed_error = stats.Estimate(signed, signed - half, signed + half, "t", num_probes, confidence)
+    return stats.magnitude(signed_error)

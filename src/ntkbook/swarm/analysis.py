@@ -1,6 +1,6 @@
 """Analysis of deployments: distance curves, success and efficiency, policy maps, strategies,
 Péclet numbers, and the grid statistics that the chapters' claims test (onset cells, changes at
-the top of a swept range, the worse of several estimates). Every function works on NumPy/JAX
+the top of a swept range). Every function works on NumPy/JAX
 arrays with optional leading batch axes (seeds, radii, …); success rates are always taken over
 *all* runs given, none excluded.
 """
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from ntkbook import stats as st
 from ntkbook.swarm import physics as ph
 from ntkbook.swarm import ppo
 from ntkbook.swarm import tasks as tk
@@ -34,8 +33,6 @@ __all__ = [
     "onset_cells",
     "top_pair",
     "top_change",
-    "largest",
-    "magnitude",
 ]
 
 STRATEGIES = ("run_and_tumble", "gradient_steering", "passive", "undirected")
@@ -259,45 +256,3 @@ def top_change(
         return change.ravel()
     keep = np.take(np.broadcast_to(np.asarray(eligible, bool), values.shape), low, axis=axis)
     return change[keep]
-
-
-def largest(estimates: Sequence[st.Estimate]) -> st.Estimate:
-    """The largest of several quantities, ``max_k θ_k``, with a simultaneous interval.
-
-    The interval is ``[max_k low_k, max_k high_k]``: whenever every interval covers its
-    ``θ_k``, this one covers ``max_k θ_k``. By Bonferroni's inequality its confidence is at
-    least ``1 − Σ_k (1 − c_k)``, which is what the result states (two 97.5% intervals give a
-    95% one). Use it for "the worse of" several estimates on a scale where larger is worse.
-    """
-    if not estimates:
-        raise ValueError("largest needs at least one estimate")
-    confidence = 1.0 - sum(1.0 - e.confidence for e in estimates)
-    if confidence <= 0:
-        raise ValueError("the combined (Bonferroni) confidence of these estimates is not positive")
-    methods = sorted({e.method for e in estimates})
-    return st.Estimate(
-        value=max(e.value for e in estimates),
-        low=max(e.low for e in estimates),
-        high=max(e.high for e in estimates),
-        method="max of " + ", ".join(methods) + " (Bonferroni)",
-        n=min(e.n for e in estimates),
-        confidence=confidence,
-    )
-
-
-def magnitude(estimate: st.Estimate) -> st.Estimate:
-    """``|θ|`` with the image of the interval under ``|·|`` (same confidence).
-
-    ``[min(|low|, |high|), max(|low|, |high|)]``, or ``[0, max(|low|, |high|)]`` when the
-    interval contains 0.
-    """
-    low, high = abs(estimate.low), abs(estimate.high)
-    bottom = 0.0 if estimate.low <= 0.0 <= estimate.high else min(low, high)
-    return st.Estimate(
-        abs(estimate.value),
-        bottom,
-        max(low, high),
-        f"|{estimate.method}|",
-        estimate.n,
-        estimate.confidence,
-    )
