@@ -95,7 +95,7 @@ def make_recorder(model, x, y, path, **kwargs) -> KernelRecorder:
     )
 
 
-def run(model, params, x, y, epochs, *, recorders=(), checkpoint=None, optimizer=None):
+def run(model, params, x, y, epochs, *, recorders=(), checkpoint=None, optimizer=None, **options):
     return train(
         model.apply,
         params,
@@ -107,6 +107,7 @@ def run(model, params, x, y, epochs, *, recorders=(), checkpoint=None, optimizer
         key=jax.random.PRNGKey(7),
         recorders=recorders,
         checkpoint_path=checkpoint,
+        **options,
     )
 
 
@@ -299,17 +300,7 @@ def test_train_learns_a_separable_problem(blobs):
 def test_train_reports_each_finished_epoch_to_a_progress_callback(blobs):
     model, params, x, y = blobs
     calls = []
-    train(
-        model.apply,
-        params,
-        optax.sgd(0.1),
-        cross_entropy_loss,
-        (x, y),
-        epochs=3,
-        batch_size=6,
-        key=jax.random.key(0),
-        progress=lambda *args: calls.append(args),
-    )
+    run(model, params, x, y, 3, progress=lambda *args: calls.append(args))
     assert calls == [(1, 3, "epochs"), (2, 3, "epochs"), (3, 3, "epochs")]
 
 

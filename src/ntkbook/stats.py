@@ -379,6 +379,19 @@ def _joint_confidence(estimates) -> float:
     return confidence
 
 
+def _extreme(estimates, pick, name: str) -> Estimate:
+    estimates = list(estimates)
+    confidence = _joint_confidence(estimates)
+    return Estimate(
+        value=pick(e.value for e in estimates),
+        low=pick(e.low for e in estimates),
+        high=pick(e.high for e in estimates),
+        method=f"{name} of " + ", ".join(sorted({e.method for e in estimates})) + " (Bonferroni)",
+        n=min(e.n for e in estimates),
+        confidence=confidence,
+    )
+
+
 def largest(estimates) -> Estimate:
     """The largest of several quantities, ``max_k θ_k``, with a simultaneous interval.
 
@@ -388,16 +401,7 @@ def largest(estimates) -> Estimate:
     one). Use it for "the worse of" several estimates on a scale where larger is worse, or for a
     claim that needs every one of several quantities below a threshold.
     """
-    estimates = list(estimates)
-    confidence = _joint_confidence(estimates)
-    return Estimate(
-        value=max(e.value for e in estimates),
-        low=max(e.low for e in estimates),
-        high=max(e.high for e in estimates),
-        method="max of " + ", ".join(sorted({e.method for e in estimates})) + " (Bonferroni)",
-        n=min(e.n for e in estimates),
-        confidence=confidence,
-    )
+    return _extreme(estimates, max, "max")
 
 
 def smallest(estimates) -> Estimate:
@@ -406,16 +410,7 @@ def smallest(estimates) -> Estimate:
 
     Use it for a claim that needs every one of several quantities above a threshold.
     """
-    estimates = list(estimates)
-    confidence = _joint_confidence(estimates)
-    return Estimate(
-        value=min(e.value for e in estimates),
-        low=min(e.low for e in estimates),
-        high=min(e.high for e in estimates),
-        method="min of " + ", ".join(sorted({e.method for e in estimates})) + " (Bonferroni)",
-        n=min(e.n for e in estimates),
-        confidence=confidence,
-    )
+    return _extreme(estimates, min, "min")
 
 
 def magnitude(estimate: Estimate) -> Estimate:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import yaml
 
 from ntkbook.book.errors import UsageError
 from ntkbook.book.project import Project
+from ntkbook.book.provenance import git_output
 
 #: The branch that holds the executed notebooks the Colab buttons open.
 NOTEBOOKS_BRANCH = "notebooks"
@@ -54,20 +54,11 @@ def github_repository(url: str) -> str:
 
 def origin_repository(root: Path) -> str | None:
     """The ``origin`` remote of the checkout at ``root`` when it is on GitHub, else ``None``."""
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(root), "remote", "get-url", "origin"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if result.returncode != 0:
+    url = git_output(root, "remote", "get-url", "origin")
+    if not url:
         return None
     try:
-        return github_repository(result.stdout.strip())
+        return github_repository(url)
     except UsageError:
         return None
 

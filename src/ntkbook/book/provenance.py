@@ -90,14 +90,15 @@ def git_state(root: Path) -> dict[str, Any]:
     committed cannot be reproduced from the commit. Outside a git repository (or without git, or
     before the first commit) the commit is ``"unknown"`` and ``dirty`` is ``None``.
     """
-    commit = _git(root, "rev-parse", "HEAD")
+    commit = git_output(root, "rev-parse", "HEAD")
     if commit is None:
         return {"commit": UNKNOWN, "dirty": None}
-    status = _git(root, "status", "--porcelain")
+    status = git_output(root, "status", "--porcelain")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def _git(root: Path, *args: str) -> str | None:
+def git_output(root: Path, *args: str) -> str | None:
+    """Standard output of ``git -C root args``, stripped; ``None`` when git fails or is missing."""
     try:
         result = subprocess.run(
             ["git", "-C", str(root), *args],
