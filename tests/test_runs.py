@@ -19,7 +19,7 @@ from ntkbook.book.status import status_markdown, write_status_page
 
 #: A chapter that can be made slow (to be killed while it runs) and reports one claim.
 SLOW_CHAPTER = {
-    "parameters": "n = 2\npause = 0.0\n",
+    "parameters": "n = 2  # a count [>= 1]\npause = 0.0  # seconds [>= 0]\n",
     "code": [
         "import time\nfrom ntkbook.book import Ledger, write_summary",
         "time.sleep(pause)",
@@ -189,3 +189,11 @@ def test_runs_ls_and_gc_on_the_command_line(book_project, capsys) -> None:
     assert "deleted 1 run(s)" in capsys.readouterr().out
     assert not old.run_dir.exists() and new.run_dir.exists()
     assert read_summary("slow", root=root)["chapter_results"]["n"] == 4
+
+
+def test_papermill_does_not_warn_about_rule_comments(book_project, caplog) -> None:
+    root = book_project(chapters={"slow": SLOW_CHAPTER}, presets={})
+    with caplog.at_level("WARNING"):
+        run_chapter(Project(root), "slow", overrides={"n": 3}, log=_quiet)
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("Unable to parse" in m or "unknown parameter" in m for m in messages), messages

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 import shlex
@@ -73,6 +74,25 @@ JAX_CACHE_DIR = ".ntkbook/jax-cache"
 Log = Callable[[str], None]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class _PapermillParameterWarnings(logging.Filter):
+    """Drops papermill's warnings about parsing the parameters cell.
+
+    ntkbook reads and validates the cell itself (:mod:`ntkbook.book.presets`) before papermill
+    sees it, and papermill's own parser counts every ``=`` on a line, so a rule comment such as
+    ``[>= 1]`` would give an "Unable to parse line" and a "Passed unknown parameter" warning for
+    each such parameter of each run.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(
+            ("Unable to parse line", "Passed unknown parameter")
+        )
+
+
+for _name in ("papermill", "papermill.translators"):
+    logging.getLogger(_name).addFilter(_PapermillParameterWarnings())
 
 
 def _stdout(message: str) -> None:
