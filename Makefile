@@ -26,6 +26,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # JAX's persistent compilation cache, shared by nbval and the book's chapter runs on this machine
 # (never across machines: compiled programs depend on the CPU and the jaxlib version).
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.ntkbook/jax-cache
+# Cache programs that took 0.1 s or more to compile (JAX's default of 1 s keeps too few).
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0.1
 
 .PHONY: help venv test lint unit nbval book check-html bench clean distclean
 
