@@ -27,8 +27,8 @@ from ntkbook.book.presets import (
     read_parameters,
     resolve_parameters,
 )
-from ntkbook.book.project import Project
-from ntkbook.book.runs import collect_garbage, list_runs, published_target, runs_dir
+from ntkbook.book.project import EXECUTED_DIR, Project
+from ntkbook.book.runs import RUNS_DIR, collect_garbage, list_runs, published_target
 
 #: Environment variable that sets the default preset (``PRESET=smoke make book``).
 PRESET_ENV = "PRESET"
@@ -187,7 +187,7 @@ def _published_runs(project: Project) -> set[Path]:
 
 
 def _runs(project: Project, action: str, dry_run: bool) -> int:
-    store = runs_dir(project.default_output_dir("chapter"))
+    store = project.root / EXECUTED_DIR / RUNS_DIR
     published = _published_runs(project)
     if action == "ls":
         runs = list_runs(store)
@@ -204,14 +204,15 @@ def _runs(project: Project, action: str, dry_run: bool) -> int:
             wall = format_duration(run.wall_time_s) if run.wall_time_s is not None else "-"
             print(
                 f"{run.name:<38} {run.chapter or '-':<22} {run.preset or '-':<7} {wall:>12} "
-                f"{run.size_bytes / 2**20:>7.1f} M  {state}"
+                f"{run.size_bytes() / 2**20:>7.1f} M  {state}"
             )
         return 0
+    sizes = [run.size_bytes() for run in list_runs(store) if run.path.resolve() not in published]
     removed = collect_garbage(store, keep=published, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for run in removed:
         print(f"{verb} {run.name} ({run.chapter or 'unfinished'}, {run.preset or '-'})")
-    freed = sum(run.size_bytes for run in removed) / 2**20
+    freed = sum(sizes) / 2**20
     print(f"{verb} {len(removed)} run(s), {freed:.1f} MiB; kept {len(published)} published")
     return 0
 

@@ -537,7 +537,7 @@ def build_book(
     log(f"all {len(chapters)} chapter(s) ready in {format_duration(time.perf_counter() - start)}")
     try:
         status = write_status_page(project, chapters)
-    except SummaryError as err:
+    except (FileNotFoundError, SummaryError) as err:
         raise BuildFailed(f"the Status page could not be written: {err}") from err
     log(f"status page: {_display(status)}")
     config = None

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from ntkbook.book.errors import UsageError
+from ntkbook.book.summary import SUMMARY_FILE
 
 RUNS_DIR = ".runs"
 PARTIAL_SUFFIX = ".partial"
-SUMMARY_FILE = "summary.json"
 #: Hex digits of the content hash in a run directory's name.
 HASH_DIGITS = 16
 
@@ -69,11 +69,16 @@ class Run:
     content_hash: str | None
     wall_time_s: float | None
     timestamp: str | None
-    size_bytes: int
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    def size_bytes(self) -> int:
+        """Bytes of the files in the run directory (walked on request: only ``runs ls|gc``)."""
+        return sum(
+            p.stat().st_size for p in self.path.rglob("*") if p.is_file() and not p.is_symlink()
+        )
 
 
 def read_provenance(directory: Path) -> dict[str, Any] | None:
@@ -84,10 +89,6 @@ def read_provenance(directory: Path) -> dict[str, Any] | None:
         return None
     provenance = data.get("provenance") if isinstance(data, dict) else None
     return provenance if isinstance(provenance, dict) else None
-
-
-def _size(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def list_runs(store: Path) -> list[Run]:
@@ -109,7 +110,6 @@ def list_runs(store: Path) -> list[Run]:
                 content_hash=(provenance or {}).get("content_hash"),
                 wall_time_s=(provenance or {}).get("wall_time_s"),
                 timestamp=(provenance or {}).get("timestamp"),
-                size_bytes=_size(path),
             )
         )
     runs.sort(key=lambda run: (not run.finished, run.timestamp or "", run.name))

@@ -15,9 +15,8 @@ from typing import Any
 from ntkbook.atomic import atomic_write_text
 from ntkbook.book.claims import VERDICTS, format_estimate, format_test
 from ntkbook.book.console import format_duration
-from ntkbook.book.errors import SummaryError
 from ntkbook.book.project import EXECUTED_DIR, Project
-from ntkbook.book.summary import SUMMARY_FILE, load_summary_file
+from ntkbook.book.summary import read_summary
 
 #: The page's path in ``_toc.yml`` (no suffix) and its file name under ``executed/``.
 STATUS_DOC = f"{EXECUTED_DIR}/status"
@@ -38,16 +37,6 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _read(project: Project, chapter: str) -> dict[str, Any]:
-    path = project.default_output_dir(chapter) / SUMMARY_FILE
-    if not path.is_file():
-        raise SummaryError(f"chapter {chapter!r} has no {path}; run it before the status page")
-    summary = load_summary_file(path)
-    if "provenance" not in summary:
-        raise SummaryError(f"{path} has no provenance: the run that wrote it did not finish")
-    return summary
-
-
 def status_markdown(project: Project, chapters: list[str]) -> str:
     """The Status page (MyST Markdown) for ``chapters`` in book order."""
     rows = [
@@ -58,7 +47,7 @@ def status_markdown(project: Project, chapters: list[str]) -> str:
     counts: Counter[str] = Counter()
     per_chapter: dict[str, Counter[str]] = {}
     for chapter in chapters:
-        summary = _read(project, chapter)
+        summary = read_summary(chapter, output_dir=project.default_output_dir(chapter))
         provenance = summary["provenance"]
         git = provenance.get("git", {})
         commit = str(git.get("commit", "unknown"))[:10]
@@ -109,7 +98,8 @@ def write_status_page(project: Project, chapters: list[str]) -> Path:
     """Write ``executed/status.md`` (atomically) and return its path.
 
     Raises:
-        SummaryError: a chapter has no finished ``summary.json``.
+        FileNotFoundError: a chapter has no ``summary.json``.
+        SummaryError: a chapter's ``summary.json`` is not a finished run's.
     """
     path = project.root / EXECUTED_DIR / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
