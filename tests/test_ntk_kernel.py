@@ -217,6 +217,27 @@ def test_full_kernel_layout_is_sample_major(networks, method):
     assert abs(kernel[a * 7 + i, b * 4 + j] - entry) > 1e-6 * abs(entry)
 
 
+@pytest.mark.parametrize("method", ["structured", "jacobian"])
+def test_default_blocks_of_a_self_kernel_cover_the_upper_triangle(
+    networks, references, monkeypatch, method
+):
+    """Above ``_SYMMETRIC_BLOCK`` samples a self-kernel is split into blocks (7 samples, at most
+    3 a block: 3 + 3 + 1 and two padded samples) whose upper triangle is contracted and
+    mirrored."""
+    from ntkbook.ntk import kernel as kernel_module
+
+    monkeypatch.setattr(kernel_module, "_SYMMETRIC_BLOCK", 3)
+    apply_fn, params, x1, x2 = networks("mlp")
+    self_ref, cross_ref = references("mlp")
+    for trace_outputs, as_layout in ((True, as_traced), (False, as_full)):
+        fn = ntk_fn(apply_fn, trace_outputs=trace_outputs, method=method)
+        plan = fn._plan(params, x1, 3)
+        assert fn._block_size(plan, 7, symmetric=True) == 3
+        assert fn._block_size(plan, 7) == 7  # a cross kernel has no symmetry to use
+        assert relative_error(fn(params, x1), as_layout(self_ref)) < RTOL
+        assert relative_error(fn(params, x1, x2), as_layout(cross_ref)) < RTOL
+
+
 def assert_exact_for_all_methods(apply_fn, params, x1, x2, self_ref, cross_ref, blocks):
     """Full self-kernel and traced cross-kernel of every exact method match the references."""
     full_block, traced_block = blocks
@@ -237,7 +258,10 @@ def test_token_model_uses_gram_and_explicit_paths(networks, references):
         "weight Jacobian by transposition (dot_general)"
     )
     assert handled["['params']['head']['kernel']"] == "Gram product (dot_general, T=1)"
-    assert "fallback" in handled["['params']['token_wide']['bias']"]
+    assert handled["['params']['token_wide']['bias']"] == "Gram product (bias of dot_general, T=3)"
+    assert handled["['params']['head']['bias']"] == "Gram product (bias of dot_general, T=1)"
+    # The narrow layer's weight Jacobian is explicit, so its bias stays a per-sample Jacobian.
+    assert handled["['params']['token_narrow']['bias']"] == "per-sample Jacobian (fallback)"
 
     self_ref, cross_ref = references("tokens")
     assert_exact_for_all_methods(apply_fn, params, x1, x2, self_ref, cross_ref, (3, 3))
@@ -248,6 +272,7 @@ def test_weight_tied_kernel_falls_back_and_stays_exact(networks, references):
     handled = {row["parameter"]: row["handled_as"] for row in layer_summary(apply_fn, params, x1)}
     assert handled["['params']['shared']"] == "per-sample Jacobian (fallback)"
     assert handled["['params']['Dense_0']['kernel']"].startswith("Gram product")
+    assert handled["['params']['Dense_0']['bias']"] == "Gram product (bias of dot_general, T=1)"
 
     _, cross_ref = references("tied")
     for method in EXACT_METHODS:
@@ -259,7 +284,7 @@ def test_plain_jax_function_with_dict_params(networks, references):
     apply_fn, params, x1, x2 = networks("plain")
     handled = {row["parameter"]: row["handled_as"] for row in layer_summary(apply_fn, params, x1)}
     assert handled == {
-        "['b1']": "per-sample Jacobian (fallback)",
+        "['b1']": "Gram product (bias of dot_general, T=1)",
         "['w1']": "Gram product (dot_general, T=1)",
         "['w2']": "Gram product (dot_general, T=1)",
     }
@@ -293,6 +318,76 @@ def test_batched_weight_falls_back_and_stays_exact():
         assert relative_error(kernel, reference) < RTOL, method
 
 
+# Biases: folded into the Gram product of the layer they are added to only when the fold is
+# exact; every other pattern keeps its per-sample Jacobian. Each network: dense layer ``w``
+# (8 → 8, on 2 tokens for the token patterns) with bias ``b``, tanh, then a dense head ``v``.
+FOLDED = "Gram product (bias of dot_general, T=1)"
+FALLBACK = "per-sample Jacobian (fallback)"
+
+
+def _bias_network(pattern: str):
+    def apply_fn(params, x):
+        w, b, v = params["w"], params["b"], params["v"]
+        if pattern == "permuted":  # b's elements reach the outputs in another order: exact fold
+            h = x @ w + b.reshape(2, 4).T.reshape(8)
+        elif pattern == "weight_on_the_left":  # y = W·xᵀ, the layer's output is (d_out, N)
+            y = jax.lax.dot_general(w, x, (((0,), (1,)), ((), ())))
+            h = (y + b[:, None]).T
+        elif pattern == "output_read_twice":  # ∂f/∂y ≠ ∂f/∂(y + b)
+            y = x @ w
+            h = y + b + 0.5 * jnp.tanh(y)
+        elif pattern == "bias_used_twice":
+            h = x @ w + b + jnp.sin(b)
+        elif pattern == "scaled":
+            h = x @ w + 2.0 * b
+        elif pattern == "differs_between_tokens":  # T = 2 tokens; token t gets half t of b twice
+            h = x @ w + jnp.broadcast_to(b.reshape(2, 1, 4), (2, 2, 4)).reshape(2, 8)
+        else:
+            raise KeyError(pattern)
+        h = jnp.tanh(h)
+        if h.ndim == 3:
+            h = h.mean(axis=1)
+        return h @ v
+
+    k1, k2, k3, k4, k5 = jax.random.split(jax.random.PRNGKey(11), 5)
+    params = {
+        "w": jax.random.normal(k1, (8, 8), F64) / np.sqrt(8),
+        "b": 0.3 * jax.random.normal(k2, (8,), F64),
+        "v": jax.random.normal(k3, (8, 4), F64) / np.sqrt(8),
+    }
+    shape = (2, 8) if pattern == "differs_between_tokens" else (8,)
+    x1 = jax.random.normal(k4, (5, *shape), F64)
+    x2 = jax.random.normal(k5, (3, *shape), F64)
+    return apply_fn, params, x1, x2
+
+
+@pytest.mark.parametrize(
+    ("pattern", "handled_as"),
+    [
+        ("permuted", FOLDED),
+        ("weight_on_the_left", FOLDED),
+        ("output_read_twice", FALLBACK),
+        ("bias_used_twice", FALLBACK),
+        ("scaled", FALLBACK),
+        ("differs_between_tokens", FALLBACK),
+    ],
+)
+def test_bias_is_folded_only_where_exact(pattern, handled_as):
+    apply_fn, params, x1, x2 = _bias_network(pattern)
+    handled = {row["parameter"]: row["handled_as"] for row in layer_summary(apply_fn, params, x1)}
+    assert handled["['b']"] == handled_as
+    assert handled["['w']"].startswith("Gram product (dot_general")
+    full_self = ntk_fn(apply_fn, trace_outputs=False, method="structured", block_size=2)
+    traced = ntk_fn(apply_fn, method="structured")
+    assert (
+        relative_error(full_self(params, x1), as_full(reference_ntk(apply_fn, params, x1))) < RTOL
+    )
+    assert (
+        relative_error(traced(params, x1, x2), as_traced(reference_ntk(apply_fn, params, x1, x2)))
+        < RTOL
+    )
+
+
 def test_auto_without_recognised_layers_uses_jacobian():
     def elementwise(params, x):
         return jnp.sin(x * params["scale"] + params["shift"])
@@ -311,8 +406,10 @@ def test_layer_summary_of_cnn(networks):
     assert [row["size"] for row in rows] == [leaf.size for leaf in leaves]
     for row in rows:
         name, how = row["parameter"], row["handled_as"]
-        if name.endswith("['bias']"):
+        if "Conv_" in name and name.endswith("['bias']"):
             assert how == "per-sample Jacobian (fallback)", name
+        elif name.endswith("['bias']"):
+            assert "Dense_" in name and how == "Gram product (bias of dot_general, T=1)", name
         elif "Conv_" in name:
             assert how == "weight Jacobian by transposition (conv_general_dilated)", name
         else:

@@ -15,11 +15,12 @@ Three exact methods compute the same matrix with different costs:
     with ``g = ∂f/∂y``, so its contribution to Θ is a product of Gram matrices,
     ``Σ_{s,t} (h_{i,s}·h_{j,t}) (g_{ia,s}·g_{jb,t})`` (the structured-derivatives idea of
     Novak et al. 2022, "Fast Finite Width Neural Tangent Kernel"). Dense layers use the Gram
-    form; convolution kernels get their weight Jacobian from one transposed convolution per
-    output; every other parameter (biases, norms, embeddings, anything unrecognised) falls back
-    to its per-sample Jacobian. Layers are found in the jaxpr of ``apply_fn``, so any JAX
-    model (Flax, Equinox, plain functions) works; a parameter used more than once (weight
-    tying) falls back as well.
+    form; a bias added to a dense layer's output is a weight on the constant input 1 and joins
+    that layer's Gram product as ``h_{i,s}·h_{j,t} + 1``; convolution kernels get their weight
+    Jacobian from one transposed convolution per output; every other parameter (convolution
+    biases, norms, embeddings, anything unrecognised) falls back to its per-sample Jacobian.
+    Layers are found in the jaxpr of ``apply_fn``, so any JAX model (Flax, Equinox, plain
+    functions) works; a parameter used more than once (weight tying) falls back as well.
 ``"jacobian"``
     Blocked Jacobian contraction: each block's per-sample Jacobian is computed once and kept
     while the cache fits in memory; with ``x2`` omitted only the upper triangle of blocks is
@@ -39,11 +40,14 @@ kernel (for the latter, all zeros), so every entry point checks it first
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+import threading
+import types
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,12 +70,29 @@ METHODS: tuple[str, ...] = ("auto", "structured", "jacobian", "vjp")
 
 # Bytes of per-sample features processed in one block when ``block_size`` is not given.
 _BLOCK_BUDGET_BYTES = 256 * 2**20
+# The kernel of x1 with itself is symmetric: with blocks of at most this many samples only the
+# k(k+1)/2 blocks of the upper triangle are contracted instead of k² (5/8 of the work at
+# N = 2,048), while the blocks stay large enough for efficient matrix products.
+_SYMMETRIC_BLOCK = 512
 # Jacobian blocks are cached (each computed once) while their total stays below this.
 _JACOBIAN_CACHE_BYTES = 2 * 2**30
 _HIGHEST = jax.lax.Precision.HIGHEST
+# Compiled plans kept per NTKFunction (one per parameter structure and input shape), and
+# NTKFunctions kept for one-shot empirical_ntk calls; least recently used dropped first.
+_PLANS_PER_FUNCTION = 8
+_ONE_SHOT_FUNCTIONS = 16
 
 _CALL_PRIMITIVES = frozenset({"jit", "pjit", "closed_call", "core_call"})
 _TRANSPARENT_PRIMITIVES = frozenset({"convert_element_type", "copy", "copy_p"})
+# Operations that only move, repeat or retype elements: a bias reaching a dense layer's output
+# through a chain of these is recognised as that layer's bias.
+_STRUCTURAL_PRIMITIVES = _TRANSPARENT_PRIMITIVES | {
+    "reshape",
+    "broadcast_in_dim",
+    "transpose",
+    "squeeze",
+    "expand_dims",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,11 +105,23 @@ def _leaf_names(params) -> list[str]:
     return [jax.tree_util.keystr(path) or "<root>" for path, _ in paths]
 
 
+def _traced(*trees) -> bool:
+    """Whether any leaf of ``trees`` is a tracer (inside ``jit``, ``vmap``, ``grad``...), where
+    its values are unknown: value checks then wait for the next call with concrete arrays."""
+    return any(
+        isinstance(leaf, jax.core.Tracer)
+        for tree in trees
+        for leaf in jax.tree_util.tree_leaves(tree)
+    )
+
+
 def _check_finite_params(params) -> None:
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         raise ValueError("params is empty: the network has no parameters to differentiate")
-    bad = [bool(jnp.any(~jnp.isfinite(leaf))) for leaf in leaves]
+    # Concrete values are checked eagerly even while a caller's jit traces (closure constants).
+    with jax.ensure_compile_time_eval():
+        bad = [not _traced(leaf) and bool(jnp.any(~jnp.isfinite(leaf))) for leaf in leaves]
     if any(bad):
         names = [name for name, b in zip(_leaf_names(params), bad, strict=True) if b]
         raise ValueError(f"params contain NaN or inf in {', '.join(names)}")
@@ -100,7 +133,12 @@ def _check_array(x, name: str) -> jax.Array:
         raise ValueError(
             f"{name} needs a leading sample axis with at least one sample, got shape {array.shape}"
         )
-    if jnp.issubdtype(array.dtype, jnp.inexact) and bool(jnp.any(~jnp.isfinite(array))):
+    if jnp.issubdtype(array.dtype, jnp.inexact) and not _traced(array):
+        with jax.ensure_compile_time_eval():
+            finite = bool(jnp.all(jnp.isfinite(array)))
+    else:
+        finite = True
+    if not finite:
         first = np.argwhere(~np.isfinite(np.asarray(array)))[0]
         raise ValueError(
             f"{name} contains NaN or inf (first at index {tuple(int(i) for i in first)})"
@@ -162,8 +200,17 @@ def verify_per_sample(apply_fn: Callable, params, x1, x2=None) -> None:
     highest matmul precision so that TF32 does not count as a difference). A batch-statistics
     layer or a model that mixes samples fails; the eNTK of such a model is not a kernel between
     samples (for ``f - f.mean(0)`` every method returns zeros).
+
+    Under a JAX transformation (``params`` or the inputs are tracers) the values are unknown and
+    nothing is checked; the check runs at the next call with concrete arrays.
     """
-    x1 = jnp.asarray(x1)
+    if _traced(params, x1, x2):
+        return
+    with jax.ensure_compile_time_eval():
+        _verify_per_sample(apply_fn, params, jnp.asarray(x1), x2)
+
+
+def _verify_per_sample(apply_fn: Callable, params, x1: jax.Array, x2) -> None:
     pair = _two_samples(x1, None if x2 is None else jnp.asarray(x2))
     if pair is None:
         return
@@ -208,7 +255,7 @@ def verify_per_sample(apply_fn: Callable, params, x1, x2=None) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Target:
     """A parameter leaf used once, as an operand of a dense or convolution primitive."""
 
@@ -226,14 +273,25 @@ class _Target:
     positions: int = 1
     width_in: int = 1
     width_out: int = 1
+    # A bias leaf added to this (Gram) layer's output, folded into its Gram product.
+    bias_leaf: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Structure:
     closed_jaxpr: Any
     targets: dict[tuple[int, ...], _Target]
     fallback_leaves: tuple[int, ...]
     n_outputs: int
+
+    @property
+    def gram_biases(self) -> tuple[bool, ...]:
+        """For each Gram feature pair, in order, whether its layer's bias is folded in."""
+        return tuple(
+            self.targets[p].bias_leaf is not None
+            for p in sorted(self.targets)
+            if self.targets[p].kind == "gram"
+        )
 
 
 def _scan_uses(jaxpr, alias: dict, path: tuple[int, ...], uses: dict[int, list]) -> None:
@@ -298,6 +356,99 @@ def _dense_target(path, leaf, eqn, position, n_outputs) -> _Target:
     )
 
 
+def _scope_of(jaxpr, path: tuple[int, ...]):
+    """The (possibly nested) jaxpr that holds the equation at ``path``."""
+    for k in path[:-1]:
+        jaxpr = jaxpr.eqns[k].params["jaxpr"].jaxpr
+    return jaxpr
+
+
+def _consumers(jaxpr) -> dict:
+    """Every variable of ``jaxpr`` → the indices of the equations reading it (-1: an output)."""
+    readers: dict = {}
+    for k, eqn in enumerate(jaxpr.eqns):
+        for v in eqn.invars:
+            if isinstance(v, jcore.Var):
+                readers.setdefault(v, []).append(k)
+    for v in jaxpr.outvars:
+        if isinstance(v, jcore.Var):
+            readers.setdefault(v, []).append(-1)
+    return readers
+
+
+def _bias_target(jaxpr, path, eqn, position, targets: dict) -> tuple[int, ...] | None:
+    """:func:`_find_bias_target`, with its index arithmetic evaluated eagerly even while a
+    caller's ``jit`` traces the kernel."""
+    with jax.ensure_compile_time_eval():
+        return _find_bias_target(jaxpr, path, eqn, position, targets)
+
+
+def _find_bias_target(jaxpr, path, eqn, position, targets: dict) -> tuple[int, ...] | None:
+    """The Gram target whose output this leaf is added to as a bias, or None.
+
+    A bias ``b`` qualifies when it reaches ``y + φ(b)`` through structural operations only
+    (``φ`` moves and repeats elements), ``y`` is the output of a Gram dense layer read by this
+    addition alone, and ``φ(b)`` gives every output position the same copy of ``b``. Then
+    ``∂f/∂b = Σ_t g_t`` with ``g = ∂f/∂y``: the bias is a weight on a constant input 1, and its
+    NTK contribution is the layer's Gram product with ``h_s·h_t`` replaced by 1. The copy
+    pattern is checked by pushing the element indices of ``b`` through ``φ``.
+    """
+    scope = _scope_of(jaxpr, path)
+    readers = _consumers(scope)
+    prefix = path[:-1]
+    var = eqn.invars[position]
+    shape = tuple(var.aval.shape)
+    bias_size = math.prod(shape)
+    index = jnp.arange(bias_size, dtype=jnp.int32).reshape(shape)
+    k = path[-1]
+    while True:
+        current = scope.eqns[k]
+        name = current.primitive.name
+        if name in _STRUCTURAL_PRIMITIVES:
+            if position != 0 or len(current.invars) != 1:
+                return None
+            if name not in _TRANSPARENT_PRIMITIVES:
+                bound = current.primitive.get_bind_params(current.params)
+                subfuns, bind_params = bound if isinstance(bound, tuple) else ((), bound)
+                index = current.primitive.bind(*subfuns, index, **bind_params)
+            out = current.outvars[0]
+            following = readers.get(out, [])
+            if len(following) != 1 or following[0] < 0:
+                return None
+            k = following[0]
+            position = scope.eqns[k].invars.index(out)
+            continue
+        if name != "add" or len(current.invars) != 2:
+            return None
+        layer_out = current.invars[1 - position]
+        if not isinstance(layer_out, jcore.Var) or readers.get(layer_out) != [k]:
+            return None
+        for target_path, target in targets.items():
+            if target_path[:-1] != prefix or target.kind != "gram":
+                continue
+            if scope.eqns[target_path[-1]].outvars[0] is not layer_out:
+                continue
+            # ``add`` may broadcast size-1 axes of either operand; the layer's output must
+            # not be broadcast (its cotangent would then be a sum of the addition's).
+            if tuple(current.outvars[0].aval.shape) != target.out_shape:
+                return None
+            if len(index.shape) != len(target.out_shape) or any(
+                a not in (1, b) for a, b in zip(index.shape, target.out_shape, strict=True)
+            ):
+                return None
+            index = np.broadcast_to(np.asarray(index), target.out_shape)
+            if bias_size != target.width_out:
+                return None
+            if target.param_position == 1:
+                layout = index.reshape(target.positions, target.width_out)
+            else:
+                layout = index.reshape(target.width_out, target.positions).T
+            same_everywhere = bool(np.all(layout == layout[:1]))
+            each_once = np.array_equal(np.sort(layout[0]), np.arange(bias_size))
+            return target_path if same_everywhere and each_once else None
+        return None
+
+
 def _analyse(apply_fn: Callable, params, x_one: jax.Array, n_outputs: int) -> _Structure:
     leaves, treedef = jax.tree_util.tree_flatten(params)
 
@@ -333,7 +484,17 @@ def _analyse(apply_fn: Callable, params, x_one: jax.Array, n_outputs: int) -> _S
                 out_shape=tuple(out.shape),
                 out_dtype=out.dtype,
             )
+    for leaf, leaf_uses in uses.items():
+        if len(leaf_uses) != 1 or leaf_uses[0][0] is None:
+            continue
+        path, eqn, position = leaf_uses[0]
+        if path in targets:
+            continue
+        layer = _bias_target(jaxpr, path, eqn, position, targets)
+        if layer is not None and targets[layer].bias_leaf is None:
+            targets[layer] = dataclasses.replace(targets[layer], bias_leaf=leaf)
     structured = {t.leaf for t in targets.values()}
+    structured |= {t.bias_leaf for t in targets.values() if t.bias_leaf is not None}
     fallback = tuple(k for k in range(len(leaves)) if k not in structured)
     return _Structure(closed, targets, fallback, n_outputs)
 
@@ -437,26 +598,36 @@ def _jacobian_sample_features(apply_fn: Callable, treedef, leaves: list, x: jax.
     return {"explicit": matrix, "gram": []}
 
 
-def _contract(fa: dict, fb: dict, trace_outputs: bool) -> jax.Array:
+def _contract(
+    fa: dict, fb: dict, trace_outputs: bool, gram_biases: tuple[bool, ...] = ()
+) -> jax.Array:
     """Kernel block between two blocks of per-sample features.
 
     ``explicit`` features are Jacobian rows (B, O, P): ``Θ = J_a J_bᵀ``. ``gram`` features are
     pairs ``h (B, T, d_in)``, ``g (B, O, T, d_out)`` of a dense layer, contributing
-    ``Σ_{s,t} (h_{is}·h_{jt}) (g_{ias}·g_{jbt})``.
+    ``Σ_{s,t} (h_{is}·h_{jt} + β) (g_{ias}·g_{jbt})`` with ``β = 1`` where the layer's bias is
+    folded in (``gram_biases``, one flag per pair; a bias is a weight on the constant input 1)
+    and ``β = 0`` otherwise.
     """
     ea, eb = fa["explicit"], fb["explicit"]
-    na, n_out, _ = ea.shape
+    na, n_out, n_explicit = ea.shape
     nb = eb.shape[0]
-    if trace_outputs:
+    shape = (na, nb) if trace_outputs else (na, n_out, nb, n_out)
+    if n_explicit == 0:
+        kernel = jnp.zeros(shape, ea.dtype)
+    elif trace_outputs:
         kernel = jnp.matmul(ea.reshape(na, -1), eb.reshape(nb, -1).T, precision=_HIGHEST)
     else:
         kernel = jnp.matmul(
             ea.reshape(na * n_out, -1), eb.reshape(nb * n_out, -1).T, precision=_HIGHEST
-        ).reshape(na, n_out, nb, n_out)
-    for (ha, ga), (hb, gb) in zip(fa["gram"], fb["gram"], strict=True):
+        ).reshape(shape)
+    biases = gram_biases or (False,) * len(fa["gram"])
+    for (ha, ga), (hb, gb), bias in zip(fa["gram"], fb["gram"], biases, strict=True):
         positions = ha.shape[1]
         if positions == 1:
             h_gram = jnp.matmul(ha[:, 0], hb[:, 0].T, precision=_HIGHEST)
+            if bias:
+                h_gram = h_gram + 1
             if trace_outputs:
                 g_gram = jnp.matmul(ga.reshape(na, -1), gb.reshape(nb, -1).T, precision=_HIGHEST)
                 kernel = kernel + h_gram * g_gram
@@ -467,6 +638,8 @@ def _contract(fa: dict, fb: dict, trace_outputs: bool) -> jax.Array:
                 kernel = kernel + h_gram[:, None, :, None] * g_gram
         else:
             h_gram = jnp.einsum("isd,jtd->isjt", ha, hb, precision=_HIGHEST)
+            if bias:
+                h_gram = h_gram + 1
             if trace_outputs:
                 g_gram = jnp.einsum("iasd,jatd->isjt", ga, gb, precision=_HIGHEST)
                 kernel = kernel + jnp.sum(h_gram * g_gram, axis=(1, 3))
@@ -523,6 +696,15 @@ def _pad_to(x: jax.Array, size: int) -> jax.Array:
     return jnp.concatenate([x, jnp.repeat(x[:1], missing, axis=0)], axis=0)
 
 
+def _check_options(method, block_size) -> None:
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"unknown eNTK method {method!r}; choose one of {', '.join(METHODS)}")
+    if block_size is not None and (
+        isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1
+    ):
+        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
+
+
 class NTKFunction:
     """An eNTK function bound to a network: ``NTKFunction(apply_fn)(params, x1, x2=None)``.
 
@@ -542,16 +724,13 @@ class NTKFunction:
         block_size: int | None = None,
         check_per_sample: bool = True,
     ) -> None:
-        if method not in METHODS:
-            raise ValueError(f"unknown eNTK method {method!r}; choose one of {', '.join(METHODS)}")
-        if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
-            raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
+        _check_options(method, block_size)
         self.apply_fn = apply_fn
         self.trace_outputs = trace_outputs
         self.method = method
         self.block_size = block_size
         self.check_per_sample = check_per_sample
-        self._cache: dict = {}
+        self._cache: OrderedDict = OrderedDict()
         self._verified: set = set()
 
     # -- helpers ------------------------------------------------------------------------------
@@ -562,11 +741,13 @@ class NTKFunction:
             tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves),
             tuple(x.shape[1:]),
             str(x.dtype),
+            bool(jax.config.jax_enable_x64),
         )
 
     def _plan(self, params, x1: jax.Array, n_outputs: int) -> dict:
         key = self._signature(params, x1)
         if key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         leaves, treedef = jax.tree_util.tree_flatten(params)
         method = self.method
@@ -598,20 +779,31 @@ class NTKFunction:
             plan["sample_bytes"] = n_outputs * sum(
                 leaf.size * leaf.dtype.itemsize for leaf in leaves
             )
-        plan["contract"] = jax.jit(_contract, static_argnames=("trace_outputs",))
+        gram_biases = () if structure is None or method != "structured" else structure.gram_biases
+        plan["contract"] = jax.jit(
+            functools.partial(_contract, gram_biases=gram_biases),
+            static_argnames=("trace_outputs",),
+        )
         self._cache[key] = plan
+        while len(self._cache) > _PLANS_PER_FUNCTION:
+            self._cache.popitem(last=False)
         return plan
 
-    def _block_size(self, plan: dict, n: int) -> int:
+    def _block_size(self, plan: dict, n: int, symmetric: bool = False) -> int:
         if self.block_size is not None:
             return min(self.block_size, n)
-        return int(max(1, min(n, _BLOCK_BUDGET_BYTES // max(plan["sample_bytes"], 1))))
+        size = int(max(1, min(n, _BLOCK_BUDGET_BYTES // max(plan["sample_bytes"], 1))))
+        if symmetric:
+            size = min(size, _SYMMETRIC_BLOCK)
+        # Equal blocks: the last one is padded by fewer samples than there are blocks.
+        blocks = math.ceil(n / size)
+        return math.ceil(n / blocks)
 
     def _check(self, params, x1, x2=None) -> tuple[jax.Array, jax.Array | None, int]:
         x1, x2, n_outputs = check_inputs(self.apply_fn, params, x1, x2, check_per_sample=False)
         if self.check_per_sample:
             key = self._signature(params, x1)
-            if key not in self._verified:
+            if key not in self._verified and not _traced(params, x1, x2):
                 verify_per_sample(self.apply_fn, params, x1, x2)
                 self._verified.add(key)
         return x1, x2, n_outputs
@@ -640,12 +832,17 @@ class NTKFunction:
     def _by_features(self, plan, leaves, x1, x2, n_outputs) -> jax.Array:
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
-        size = self._block_size(plan, max(n1, n2))
+        size = self._block_size(plan, max(n1, n2), symmetric=x2 is None)
         scale = 1 if self.trace_outputs else n_outputs
         kernel = np.empty((n1 * scale, n2 * scale), dtype=_output_dtype(leaves))
         contract = plan["contract"]
         total_bytes = plan["sample_bytes"] * (n1 + (0 if x2 is None else n2))
         cache_all = plan["method"] == "structured" or total_bytes <= _JACOBIAN_CACHE_BYTES
+        # Under jit or vmap the blocks are traced arrays: assembled by jnp.block, not in place.
+        traced = _traced(leaves, x1, x2)
+        grid = [
+            [None] * len(_blocks(n2 if x2 is not None else n1, size)) for _ in _blocks(n1, size)
+        ]
         rows = self._features(plan, leaves, x1, size) if cache_all else None
         row_blocks = _blocks(n1, size)
         if x2 is None:
@@ -669,18 +866,25 @@ class NTKFunction:
                 else:
                     source = x1 if x2 is None else x2
                     fb = plan["features"](leaves, _pad_to(source[c0:c1], size))
-                block = np.asarray(contract(fa, fb, trace_outputs=self.trace_outputs))
+                block = contract(fa, fb, trace_outputs=self.trace_outputs)
                 block = block[: (r1 - r0) * scale, : (c1 - c0) * scale]
+                if traced:
+                    grid[i][j] = block
+                    if x2 is None and j > i:
+                        grid[j][i] = block.T
+                    continue
+                block = np.asarray(block)
                 kernel[r0 * scale : r1 * scale, c0 * scale : c1 * scale] = block
                 if x2 is None and j > i:
                     kernel[c0 * scale : c1 * scale, r0 * scale : r1 * scale] = block.T
-        return jnp.asarray(kernel)
+        return jnp.block(grid) if traced else jnp.asarray(kernel)
 
     def _by_columns(self, plan, leaves, x1, x2, n_outputs) -> jax.Array:
         n1, n2 = x1.shape[0], x2.shape[0]
         size = self._block_size(plan, n2)
         scale = 1 if self.trace_outputs else n_outputs
         kernel = np.empty((n1 * scale, n2 * scale), dtype=_output_dtype(leaves))
+        traced, columns = _traced(leaves, x1, x2), []
         for c0, c1 in _blocks(n2, size):
             block = plan["columns"](
                 leaves,
@@ -689,8 +893,11 @@ class NTKFunction:
                 n_outputs=n_outputs,
                 trace_outputs=self.trace_outputs,
             )
-            kernel[:, c0 * scale : c1 * scale] = np.asarray(block)[:, : (c1 - c0) * scale]
-        return jnp.asarray(kernel)
+            if traced:
+                columns.append(block[:, : (c1 - c0) * scale])
+            else:
+                kernel[:, c0 * scale : c1 * scale] = np.asarray(block)[:, : (c1 - c0) * scale]
+        return jnp.concatenate(columns, axis=1) if traced else jnp.asarray(kernel)
 
 
 def ntk_fn(
@@ -706,7 +913,9 @@ def ntk_fn(
     ``apply_fn(params, x) -> (N, O)``. Returns ``(N1, N2)`` with outputs summed
     (``trace_outputs=True``) or the full ``(N1·O, N2·O)`` kernel, row index ``i·O + a``.
     ``block_size`` bounds the number of samples whose features are computed and contracted at
-    once (default: as many as fit in 256 MiB of per-sample features). ``check_per_sample=False``
+    once (default: as many as fit in 256 MiB of per-sample features, in blocks of equal size,
+    and for the kernel of ``x1`` with itself at most 512, so that only the upper triangle of
+    blocks is contracted). ``check_per_sample=False``
     skips :func:`verify_per_sample` (only for a model known to treat samples independently).
     """
     return NTKFunction(
@@ -716,6 +925,73 @@ def ntk_fn(
         block_size=block_size,
         check_per_sample=check_per_sample,
     )
+
+
+class CacheInfo(NamedTuple):
+    """Counters of the one-shot cache behind :func:`empirical_ntk` (as ``functools``' own)."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+def _identity(fn: Callable) -> tuple:
+    """What makes two ``apply_fn`` the same function for the one-shot cache: the object itself,
+    or for a bound method its instance and its function (``model.apply`` is a new bound-method
+    object at every attribute access). Identity, never equality: two lambdas with the same code
+    or two equal Flax modules are different keys."""
+    if isinstance(fn, types.MethodType):
+        return ("method", id(fn.__self__), id(fn.__func__))
+    return ("object", id(fn))
+
+
+def _same_function(a: Callable, b: Callable) -> bool:
+    if isinstance(a, types.MethodType) and isinstance(b, types.MethodType):
+        return a.__self__ is b.__self__ and a.__func__ is b.__func__
+    return a is b
+
+
+class _OneShotCache:
+    """The :class:`NTKFunction` of each recent (function, options) pair, least recently used
+    dropped first. An entry holds its function, so no other object can take over its ``id``
+    while the entry lives."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    def get(self, apply_fn: Callable, options: dict) -> NTKFunction:
+        key = (_identity(apply_fn), tuple(sorted(options.items())))
+        with self._lock:
+            function = self._entries.get(key)
+            if function is not None and _same_function(function.apply_fn, apply_fn):
+                self._entries.move_to_end(key)
+                self._hits += 1
+                return function
+            self._misses += 1
+        function = NTKFunction(apply_fn, **options)
+        with self._lock:
+            self._entries[key] = function
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return function
+
+    def info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self._hits, self._misses, self.maxsize, len(self._entries))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._hits = self._misses = 0
+
+
+_one_shot = _OneShotCache(_ONE_SHOT_FUNCTIONS)
 
 
 def empirical_ntk(
@@ -731,17 +1007,31 @@ def empirical_ntk(
 ) -> jax.Array:
     """Empirical NTK ``Θ = Σ_p ∂f(x1)/∂θ_p ∂f(x2)/∂θ_p`` of ``apply_fn`` at ``params``.
 
-    One-shot form of :func:`ntk_fn`; build an :class:`NTKFunction` instead when the kernel is
-    evaluated many times, so compilation happens once. With ``x2=None`` the kernel of ``x1``
-    with itself is returned (and only its upper triangle of blocks is computed).
+    One-shot form of :func:`ntk_fn`. With ``x2=None`` the kernel of ``x1`` with itself is
+    returned (and only its upper triangle of blocks is computed).
+
+    Repeated calls cost what a prebuilt :func:`ntk_fn` costs: the :class:`NTKFunction` (with
+    its compiled programs) of the last 16 distinct ``(apply_fn, options)`` pairs is kept and
+    reused. ``apply_fn`` is matched by identity (for a bound method such as ``model.apply``, by
+    its instance and function), never by equality or name, so a new lambda or closure, or
+    another module instance, compiles afresh. As with ``jax.jit``, a function must not change
+    behaviour between calls while keeping its identity (for example through a mutated global).
+    Like :func:`ntk_fn`, the per-sample check then runs once per function, parameter structure
+    and input shape. ``empirical_ntk.cache_info()`` gives the hit and miss counts,
+    ``empirical_ntk.cache_clear()`` empties the cache.
     """
-    return ntk_fn(
-        apply_fn,
-        trace_outputs=trace_outputs,
-        method=method,
-        block_size=block_size,
-        check_per_sample=check_per_sample,
-    )(params, x1, x2)
+    _check_options(method, block_size)
+    options = {
+        "trace_outputs": bool(trace_outputs),
+        "method": method,
+        "block_size": block_size,
+        "check_per_sample": bool(check_per_sample),
+    }
+    return _one_shot.get(apply_fn, options)(params, x1, x2)
+
+
+empirical_ntk.cache_info = _one_shot.info
+empirical_ntk.cache_clear = _one_shot.clear
 
 
 def ntk_diagonal(
@@ -758,8 +1048,7 @@ def ntk_diagonal(
 
     Its sum is ``Tr Θ = ‖∇_θ f‖_F²``, the same for the traced and the full kernel.
     """
-    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
-        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
+    _check_options("auto", block_size)
     x, _, n_outputs = check_inputs(apply_fn, params, x, check_per_sample=check_per_sample)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     per_sample_bytes = n_outputs * sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
@@ -794,10 +1083,13 @@ def layer_summary(apply_fn: Callable, params, x, *, check_per_sample: bool = Tru
     names = _leaf_names(params)
     leaves = jax.tree_util.tree_leaves(params)
     by_leaf = {t.leaf: t for t in structure.targets.values()}
+    bias_of = {t.bias_leaf: t for t in structure.targets.values() if t.bias_leaf is not None}
     rows = []
     for k, (name, leaf) in enumerate(zip(names, leaves, strict=True)):
         target = by_leaf.get(k)
-        if target is None:
+        if k in bias_of:
+            how = f"Gram product (bias of {bias_of[k].primitive.name}, T={bias_of[k].positions})"
+        elif target is None:
             how = "per-sample Jacobian (fallback)"
         elif target.kind == "gram":
             how = f"Gram product ({target.primitive.name}, T={target.positions})"
