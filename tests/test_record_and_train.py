@@ -1,4 +1,4 @@
-"""KernelRecorder through ``train``, checkpoint resume, and the training loop itself.
+"""Recorders through ``train`` (one protocol), checkpoint resume, and the training loop itself.
 
 Recorded measures are checked against values computed here from a ``jacrev`` kernel and
 numpy formulas; the loop is checked against closed-form results of problems where the answer
@@ -8,6 +8,7 @@ does not depend on the minibatch order.
 from __future__ import annotations
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +17,9 @@ import optax
 import pytest
 
 from ntkbook.models import MLP
-from ntkbook.ntk import KernelRecorder, load_records
-from ntkbook.ntk.record import MEASURES
-from ntkbook.train import accuracy, cross_entropy_loss, mse_loss, train
+from ntkbook.ntk import FunctionRecorder, KernelRecorder, SubsampleRecorder, load_records
+from ntkbook.ntk.record import MEASURES, Schedule, Series
+from ntkbook.train import Recorder, accuracy, cross_entropy_loss, mse_loss, train
 
 F64 = jnp.float64
 MEASURED = (
@@ -157,9 +158,10 @@ def test_recorder_epochs_and_values_through_train(blobs, tmp_path):
     assert payload["settings"]["measures"] == list(MEASURED)
     assert payload["records"] == recorder.records
     assert load_records(path) == recorder.records
-    epochs, entropies = recorder.series("entropy")
-    np.testing.assert_array_equal(epochs, [0, 2, 4, 5])
-    assert entropies[0] == pytest.approx(by_epoch[0]["entropy"])
+    series = recorder.series("entropy")
+    assert isinstance(series, Series) and series.standard_error is None
+    np.testing.assert_array_equal(series.epochs, [0, 2, 4, 5])
+    assert series.values[0] == pytest.approx(by_epoch[0]["entropy"])
 
 
 def test_recorder_resumes_with_checkpointed_training(blobs, tmp_path):
@@ -234,14 +236,125 @@ def test_recorder_argument_errors(blobs, tmp_path):
         KernelRecorder(model.apply, x, path, measures=("loss", "accuracy"))
     with pytest.raises(ValueError, match="need loss_fn"):
         KernelRecorder(model.apply, x, path, probe_y=y, measures=("chi_pos",))
-    with pytest.raises(ValueError, match="every must be a positive integer"):
+    with pytest.raises(ValueError, match="every must be a positive integer, got 0"):
         KernelRecorder(model.apply, x, path, every=0)
+    with pytest.raises(ValueError, match="followed by 3"):
+        KernelRecorder(model.apply, x, path, every=[0, 4, 3])
     with pytest.raises(ValueError, match="measures is empty"):
         KernelRecorder(model.apply, x, path, measures=())
     recorder = KernelRecorder(model.apply, x, path)
     with pytest.raises(ValueError, match="'loss' is not recorded; recorded: entropy"):
         recorder.series("loss")
     assert not path.exists()  # nothing was recorded
+
+
+def test_recorder_at_a_list_of_epochs_records_those_and_the_final_state(blobs, tmp_path):
+    model, params, x, y = blobs
+    path = tmp_path / "records.json"
+    recorder = make_recorder(model, x, y, path, every=[0, 1, 3], measures=("entropy",))
+    result = run(model, params, x, y, 5, recorders=[recorder])
+    assert [r["epoch"] for r in recorder.records] == [0, 1, 3, 5]
+    assert json.loads(path.read_text())["settings"]["every"] == [0, 1, 3]
+    final = reference_measures(model.apply, result.params, x[:10], y[:10])
+    assert recorder.records[-1]["entropy"] == pytest.approx(final["entropy"], rel=1e-9)
+    # Resumed with the same list: nothing to compute; with another list: refused.
+    assert make_recorder(model, x, y, path, every=[0, 1, 3], measures=("entropy",)).due(3) is False
+    with pytest.raises(ValueError, match=r"every \(\[0, 1, 3\] -> \[0, 2, 3\]\)"):
+        make_recorder(model, x, y, path, every=[0, 2, 3], measures=("entropy",))
+
+
+@pytest.mark.parametrize(
+    ("every", "message"),
+    [
+        (0, "every must be a positive integer, got 0"),
+        (-2, "every must be a positive integer, got -2"),
+        (True, "got True"),
+        (1.5, "got 1.5"),
+        ("10", "got '10'"),
+        ([], "empty list of epochs"),
+        ([0, 2, 2], "2 is followed by 2"),
+        ([5, 1], "5 is followed by 1"),
+        ([0, -1], "the epoch -1"),
+        ([0, 1.5], "the epoch 1.5"),
+        ([0, True], "the epoch True"),
+    ],
+)
+def test_schedule_rejects_bad_every(every, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Schedule(every)
+
+
+def test_schedule_due_epochs():
+    interval, listed = Schedule(3), Schedule(np.array([0, 1, 2, 4, 9]))
+    assert [e for e in range(10) if interval.due(e)] == [0, 3, 6, 9]
+    assert [e for e in range(10) if listed.due(e)] == [0, 1, 2, 4, 9]
+    assert listed.due(7, final=True) and interval.due(7, final=True)
+    assert listed.as_setting() == [0, 1, 2, 4, 9] and interval.as_setting() == 3
+
+
+class _Spy:
+    """Follows the Recorder protocol and logs every call train makes."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def start_training(self, settings):
+        self.calls.append(("start", settings["batch_size"]))
+
+    def __call__(self, epoch, params, *, final=False):
+        self.calls.append((epoch, final))
+
+
+def test_train_calls_every_recorder_through_one_protocol(blobs, tmp_path):
+    model, params, x, y = blobs
+    spy = _Spy()
+    kernel = make_recorder(model, x, y, tmp_path / "k.json", every=[0, 2], measures=("entropy",))
+    subsample = SubsampleRecorder(
+        model.apply, x, key=jax.random.PRNGKey(3), n_subsets=4, subset_size=5, every=[0, 2]
+    )
+    function = FunctionRecorder(
+        lambda epoch, p: {"norm": float(jnp.sqrt(sum(jnp.sum(a**2) for a in jax.tree.leaves(p))))},
+        every=[0, 2],
+    )
+    recorders = [spy, kernel, subsample, function]
+    assert all(isinstance(r, Recorder) for r in recorders)
+    run(model, params, x, y, 3, recorders=recorders)
+    assert spy.calls == [("start", 6), (0, False), (1, False), (2, False), (3, True)]
+    for recorder in recorders[1:]:
+        # One record key, one series shape; the final state is recorded by every recorder.
+        assert [r["epoch"] for r in recorder.records] == [0, 2, 3]
+        measure = "norm" if recorder is function else "entropy"
+        series = recorder.series(measure)
+        assert isinstance(series, Series)
+        np.testing.assert_array_equal(series.epochs, [0, 2, 3])
+    assert subsample.series("entropy").standard_error.shape == (3,)
+    assert kernel.training is not None and subsample.training == kernel.training
+
+
+def test_train_names_a_recorder_that_does_not_follow_the_protocol(blobs):
+    model, params, x, y = blobs
+    with pytest.raises(ValueError, match="does not follow ntkbook.train.Recorder"):
+        run(model, params, x, y, 1, recorders=[lambda epoch, p: None])
+
+
+def test_function_recorder_keeps_returned_values_by_epoch():
+    recorder = FunctionRecorder(lambda epoch, p: {"value": 2.0 * p}, every=2)
+    for epoch in range(5):
+        recorder(epoch, float(epoch))
+    recorder(5, 10.0, final=True)
+    recorder(5, 11.0, final=True)  # already recorded
+    assert recorder.records == [
+        {"epoch": 0, "value": 0.0},
+        {"epoch": 2, "value": 4.0},
+        {"epoch": 4, "value": 8.0},
+        {"epoch": 5, "value": 20.0},
+    ]
+    epochs, values, error = recorder.series("value")
+    assert epochs.tolist() == [0, 2, 4, 5] and values.tolist() == [0, 4, 8, 20] and error is None
+    with pytest.raises(ValueError, match="'other' is not recorded; recorded: value"):
+        recorder.series("other")
+    with pytest.raises(ValueError, match="sets itself"):
+        FunctionRecorder(lambda epoch, p: {"epoch": 1})(0, None)
 
 
 # ------------------------------------------------------------------------------------------
@@ -621,3 +734,23 @@ def test_signatures_ignore_round_off_and_see_real_changes():
             {"o": optimizer_signature(optax.adam(1e-3), params)},
             {"o": optimizer_signature(other, params)},
         )
+
+
+def test_runs_of_one_setup_share_programs_but_not_data(blobs):
+    from ntkbook.train import _programs
+
+    model, params, x, y = blobs
+    optimizer = optax.adam(0.05)
+    options = dict(epochs=2, batch_size=6, key=jax.random.PRNGKey(7))
+    first = train(model.apply, params, optimizer, cross_entropy_loss, (x, y), **options)
+    step, epoch_update, evaluate = _programs(model.apply, cross_entropy_loss, optimizer, True)
+    compiled = epoch_update._cache_size()
+    shifted = train(model.apply, params, optimizer, cross_entropy_loss, (x + 1.0, y), **options)
+    again = train(model.apply, params, optimizer, cross_entropy_loss, (x, y), **options)
+    assert epoch_update._cache_size() == compiled  # the same shapes: no new program
+    assert _leaves_close(first.params, again.params)
+    assert first.history == again.history
+    assert shifted.history["train_loss"] != first.history["train_loss"]
+    # A fresh optimizer object with the same settings gives the same training.
+    fresh = train(model.apply, params, optax.adam(0.05), cross_entropy_loss, (x, y), **options)
+    assert _leaves_close(first.params, fresh.params)

@@ -113,19 +113,20 @@ def test_subsampled_measures_errors(network):
         subsampled_measures(kernel_fn, params, x, good.astype(float))
 
 
-def test_recorder_records_at_the_requested_steps_with_fixed_subsets(network):
+def test_recorder_records_at_the_requested_epochs_with_fixed_subsets(network):
     with jax.enable_x64(True):
         model, params, x = network
         recorder = SubsampleRecorder(
-            model.apply, x, key=jax.random.PRNGKey(2), n_subsets=8, subset_size=5, at=(0, 3)
+            model.apply, x, key=jax.random.PRNGKey(2), n_subsets=8, subset_size=5, every=[0, 3]
         )
         assert recorder(0, params) is not None
         assert recorder(1, params) is None
         scaled = jax.tree_util.tree_map(lambda a: 2.0 * a, params)
         recorder(3, scaled)
-        steps, traces, errors = recorder.series("trace_per_sample")
+        epochs, traces, errors = recorder.series("trace_per_sample")
         expected = subsampled_measures(ntk_fn(model.apply), scaled, x, recorder.subsets)
-    np.testing.assert_array_equal(steps, [0, 3])
+    np.testing.assert_array_equal(epochs, [0, 3])
+    assert [r["epoch"] for r in recorder.records] == [0, 3]
     assert traces[1] == pytest.approx(expected.mean["trace_per_sample"], rel=1e-10)
     assert errors[1] == pytest.approx(expected.standard_error["trace_per_sample"], rel=1e-8)
     assert traces[1] > traces[0]
@@ -139,7 +140,7 @@ def test_paired_change_is_the_mean_of_per_subset_differences(network):
         recorder = SubsampleRecorder(
             model.apply, x, key=jax.random.PRNGKey(9), n_subsets=10, subset_size=6
         )
-        with pytest.raises(ValueError, match="needs two recorded steps"):
+        with pytest.raises(ValueError, match="needs two recorded epochs"):
             recorder.paired_change("entropy")
         recorder(0, params)
         moved = jax.tree_util.tree_map(lambda a: a + 0.3 * jnp.sin(7.0 * a), params)
@@ -149,11 +150,11 @@ def test_paired_change_is_the_mean_of_per_subset_differences(network):
         after, _ = direct(model, moved, x, recorder.subsets)
     assert delta == pytest.approx(np.mean(after - before), rel=1e-9)
     assert error == pytest.approx(np.std(after - before, ddof=1) / np.sqrt(10), rel=1e-8)
-    steps, means, _ = recorder.series("entropy")
+    _, means, _ = recorder.series("entropy")
     assert delta == pytest.approx(means[1] - means[0], rel=1e-9)
 
 
-def test_paired_differences_between_chosen_steps(network):
+def test_paired_differences_between_chosen_epochs(network):
     with jax.enable_x64(True):
         model, params, x = network
         recorder = SubsampleRecorder(
@@ -162,8 +163,8 @@ def test_paired_differences_between_chosen_steps(network):
         states = [
             jax.tree_util.tree_map(lambda a, k=k: (1.0 + 0.2 * k) * a, params) for k in range(3)
         ]
-        for step, state in zip((0, 2, 7), states, strict=True):
-            recorder(step, state)
+        for epoch, state in zip((0, 2, 7), states, strict=True):
+            recorder(epoch, state)
         late = recorder.paired_differences("entropy", start=2)
         middle = direct(model, states[1], x, recorder.subsets)[0]
         last = direct(model, states[2], x, recorder.subsets)[0]
@@ -172,7 +173,29 @@ def test_paired_differences_between_chosen_steps(network):
     delta, error = recorder.paired_change("entropy", start=2, end=7)
     assert delta == pytest.approx(late.mean(), rel=1e-12)
     assert error == pytest.approx(late.std(ddof=1) / np.sqrt(8), rel=1e-12)
-    with pytest.raises(ValueError, match="start step 3 was not recorded"):
+    with pytest.raises(ValueError, match="start epoch 3 was not recorded"):
         recorder.paired_differences("entropy", start=3)
     with pytest.raises(ValueError, match="must come before"):
         recorder.paired_differences("entropy", start=7, end=2)
+
+
+def test_every_scalar_kernel_measure_of_the_shared_table_is_averaged(network):
+    from ntkbook.ntk.measures import KERNEL_MEASURES, kernel_measures
+    from ntkbook.ntk.subsample import SUBSAMPLE_MEASURES
+
+    assert set(SUBSAMPLE_MEASURES) == set(KERNEL_MEASURES) - {"eigenvalues"}
+    with jax.enable_x64(True):
+        model, params, x = network
+        subsets = draw_subsets(jax.random.PRNGKey(6), len(x), n_subsets=5, subset_size=6)
+        result = subsampled_measures(
+            ntk_fn(model.apply), params, x, subsets, measures=SUBSAMPLE_MEASURES
+        )
+        kernel_fn = ntk_fn(model.apply, method="jacobian")
+        one_by_one = [
+            kernel_measures(kernel_fn(params, x[row]), SUBSAMPLE_MEASURES) for row in subsets
+        ]
+    for name in SUBSAMPLE_MEASURES:
+        expected = np.array([values[name] for values in one_by_one])
+        np.testing.assert_allclose(result.values[name], expected, rtol=1e-8, err_msg=name)
+    with pytest.raises(ValueError, match="unknown \\['eigenvalues'\\]"):
+        subsampled_measures(ntk_fn(model.apply), params, x, subsets, measures=("eigenvalues",))

@@ -13,17 +13,25 @@ initialisation, what the optimizer does, the loss function, the data, the batch 
 and a resume with other settings raises ``ValueError`` naming each one that differs (a different
 width, for example, is a checkpoint message, not a shape error in Flax). The number of epochs is
 not part of the key: the state after epoch ``k`` does not depend on it (each epoch's order is
-``fold_in(key, epoch)``), so a checkpoint of a shorter run extends to a longer one. Recorders
-with a ``start_training(settings)`` method (:class:`~ntkbook.ntk.KernelRecorder`) get the same
-settings before the first epoch, so that their files are keyed by the training too.
+``fold_in(key, epoch)``), so a checkpoint of a shorter run extends to a longer one.
+
+Every recorder follows one protocol, :class:`Recorder`: ``train`` calls
+``recorder.start_training(settings)`` once before the first epoch (so that a recorder's file is
+keyed by the training too), then ``recorder(epoch, params, final=False)`` before each epoch's
+update and ``recorder(epochs, params, final=True)`` after the last. ``ntkbook.ntk`` has three:
+:class:`~ntkbook.ntk.KernelRecorder` (the kernel on a probe set, resumable from its file),
+:class:`~ntkbook.ntk.SubsampleRecorder` (averages over random subsets) and
+:class:`~ntkbook.ntk.FunctionRecorder` (any function of the parameters).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import flax.serialization
 import jax
@@ -31,7 +39,6 @@ import jax.numpy as jnp
 import optax
 
 from ntkbook.atomic import write_bytes_atomic
-from ntkbook.ntk.record import KernelRecorder
 from ntkbook.progress import Progress, track
 from ntkbook.resume import (
     callable_name,
@@ -46,6 +53,7 @@ from ntkbook.resume import (
 )
 
 __all__ = [
+    "Recorder",
     "cross_entropy_loss",
     "mse_loss",
     "accuracy",
@@ -57,6 +65,28 @@ __all__ = [
 # Samples whose outputs at initialisation are part of the settings (they tell model functions
 # with the same parameter shapes apart, e.g. tanh from relu).
 _OUTPUT_PROBES = 8
+
+
+@runtime_checkable
+class Recorder(Protocol):
+    """What :func:`train` calls on every recorder.
+
+    - ``start_training(settings)``: once, before the first epoch, with the
+      :func:`training_settings` of the run (a recorder that resumes from a file refuses a
+      training with other settings by raising ``ValueError``);
+    - ``recorder(epoch, params, final=False)``: before each epoch's update (epoch 0 is the
+      initial state), and with ``final=True`` for the state after the last epoch, which a
+      recorder records whatever its schedule. It returns the new record (a dict with the key
+      ``"epoch"``) or ``None``.
+
+    Recorders also keep ``records`` and give ``series(measure)``, a
+    :class:`ntkbook.ntk.record.Series` ``(epochs, values, standard_error)``; ``train`` does
+    not use them.
+    """
+
+    def start_training(self, settings: Mapping[str, Any]) -> None: ...
+
+    def __call__(self, epoch: int, params: Any, *, final: bool = False) -> Mapping | None: ...
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -145,45 +175,9 @@ def training_settings(
     }
 
 
-def train(
-    apply_fn: Callable,
-    params,
-    optimizer: optax.GradientTransformation,
-    loss_fn: Callable,
-    train_data: tuple,
-    *,
-    epochs: int,
-    batch_size: int,
-    key: jax.Array,
-    test_data: tuple | None = None,
-    recorders: Sequence[Callable] = (),
-    classification: bool | None = None,
-    checkpoint_path: str | Path | None = None,
-    progress: Progress = False,
-) -> TrainResult:
-    """Train ``params`` of ``apply_fn`` with ``optimizer`` on ``loss_fn(predictions, y)``.
-
-    ``recorders`` are called as ``recorder(epoch, params)`` before each epoch's update and once
-    after the last (epoch ``epochs``); a :class:`~ntkbook.ntk.KernelRecorder` gets
-    ``final=True`` on that last call, so the final state is recorded whatever its interval.
-    A recorder with a ``start_training`` method first gets ``recorder.start_training(settings)``
-    with the :func:`training_settings`. ``classification`` (default: integer labels) adds
-    accuracies to the history. ``checkpoint_path``: see the module docstring. ``progress``
-    reports finished epochs (``True`` for a bar, or a callback; see :mod:`ntkbook.progress`).
-
-    Raises:
-        ValueError: bad arguments; a checkpoint or a recorder's file made by a training with
-            other settings (the message names them), or a corrupt checkpoint.
-    """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    x, y = _check_data("train_data", train_data)
-    if not isinstance(batch_size, int) or not 1 <= batch_size:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    batch_size = min(batch_size, x.shape[0])
-    test = _check_data("test_data", test_data) if test_data is not None else None
-    if classification is None:
-        classification = jnp.issubdtype(y.dtype, jnp.integer)
+def _build_programs(apply_fn: Callable, loss_fn: Callable, optimizer, classification: bool):
+    """The jitted minibatch step, epoch update and evaluation of one training setup. The data
+    are arguments, not constants, so one compiled program serves every run of the setup."""
 
     def batch_loss(p, xb, yb):
         return loss_fn(apply_fn(p, xb), yb)
@@ -196,10 +190,8 @@ def train(
         updates, opt_state = optimizer.update(grads, opt_state, p)
         return (optax.apply_updates(p, updates), opt_state), None
 
-    n_full = x.shape[0] // batch_size
-
-    @jax.jit
-    def epoch_update(p, opt_state, permutation):
+    @functools.partial(jax.jit, static_argnames=("n_full", "batch_size"))
+    def epoch_update(p, opt_state, x, y, permutation, *, n_full, batch_size):
         idx = permutation[: n_full * batch_size].reshape(n_full, batch_size)
         (p, opt_state), _ = jax.lax.scan(step, (p, opt_state), (x[idx], y[idx]))
         return p, opt_state
@@ -212,13 +204,77 @@ def train(
             out["accuracy"] = accuracy(predictions, ye)
         return out
 
+    return step, epoch_update, evaluate
+
+
+_cached_programs = functools.lru_cache(maxsize=64)(_build_programs)
+
+
+def _programs(apply_fn: Callable, loss_fn: Callable, optimizer, classification: bool):
+    """:func:`_build_programs`, reused while the same model function, loss and optimizer object
+    train again (seeds of one configuration), so that they are traced and compiled once."""
+    try:
+        return _cached_programs(apply_fn, loss_fn, optimizer, classification)
+    except TypeError:  # an unhashable collaborator: build the programs for this run only
+        return _build_programs(apply_fn, loss_fn, optimizer, classification)
+
+
+def train(
+    apply_fn: Callable,
+    params,
+    optimizer: optax.GradientTransformation,
+    loss_fn: Callable,
+    train_data: tuple,
+    *,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array,
+    test_data: tuple | None = None,
+    recorders: Sequence[Recorder] = (),
+    classification: bool | None = None,
+    checkpoint_path: str | Path | None = None,
+    progress: Progress = False,
+) -> TrainResult:
+    """Train ``params`` of ``apply_fn`` with ``optimizer`` on ``loss_fn(predictions, y)``.
+
+    ``recorders`` follow :class:`Recorder`: each gets ``start_training(settings)`` with the
+    :func:`training_settings`, then ``recorder(epoch, params, final=False)`` before each epoch's
+    update and ``recorder(epochs, params, final=True)`` after the last. ``classification``
+    (default: integer labels) adds accuracies to the history. ``checkpoint_path``: see the
+    module docstring. ``progress`` reports finished epochs (``True`` for a bar, or a callback;
+    see :mod:`ntkbook.progress`).
+
+    Raises:
+        ValueError: bad arguments (a recorder that does not follow :class:`Recorder` is named);
+            a checkpoint or a recorder's file made by a training with
+            other settings (the message names them), or a corrupt checkpoint.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    x, y = _check_data("train_data", train_data)
+    if not isinstance(batch_size, int) or not 1 <= batch_size:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = min(batch_size, x.shape[0])
+    test = _check_data("test_data", test_data) if test_data is not None else None
+    for recorder in recorders:
+        if not isinstance(recorder, Recorder):
+            raise ValueError(
+                f"recorder {recorder!r} does not follow ntkbook.train.Recorder: it needs "
+                "start_training(settings) and __call__(epoch, params, *, final=False) (wrap a "
+                "function of the parameters in ntkbook.ntk.FunctionRecorder)"
+            )
+    if classification is None:
+        classification = jnp.issubdtype(y.dtype, jnp.integer)
+
+    step, epoch_update, evaluate = _programs(apply_fn, loss_fn, optimizer, bool(classification))
+    n_full = x.shape[0] // batch_size
+
     opt_state = optimizer.init(params)
     history: dict[str, list[float]] = {"epoch": []}
     start_epoch = 0
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
-    starts = [r.start_training for r in recorders if hasattr(r, "start_training")]
     settings = None
-    if checkpoint is not None or starts:
+    if checkpoint is not None or recorders:
         settings = training_settings(
             apply_fn,
             params,
@@ -230,8 +286,8 @@ def train(
             test_data=test,
             classification=classification,
         )
-    for start in starts:
-        start(settings)
+    for recorder in recorders:
+        recorder.start_training(settings)
     if checkpoint is not None and checkpoint.exists():
         params, opt_state, start_epoch, history = _restore(checkpoint, params, opt_state, settings)
         if start_epoch > epochs:
@@ -248,15 +304,14 @@ def train(
             for name, value in evaluate(p, *data).items():
                 history.setdefault(f"{split}_{name}", []).append(float(value))
         for recorder in recorders:
-            if final and isinstance(recorder, KernelRecorder):
-                recorder(epoch, p, final=True)
-            else:
-                recorder(epoch, p)
+            recorder(epoch, p, final=final)
 
     for epoch in track(range(start_epoch, epochs), description="epochs", progress=progress):
         log(epoch, params)
         permutation = jax.random.permutation(jax.random.fold_in(key, epoch), x.shape[0])
-        params, opt_state = epoch_update(params, opt_state, permutation)
+        params, opt_state = epoch_update(
+            params, opt_state, x, y, permutation, n_full=n_full, batch_size=batch_size
+        )
         remainder = permutation[n_full * batch_size :]
         if remainder.shape[0]:
             (params, opt_state), _ = step((params, opt_state), (x[remainder], y[remainder]))

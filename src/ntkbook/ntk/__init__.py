@@ -1,6 +1,6 @@
 """The empirical neural tangent kernel: exact and matrix-free, with its spectral measures."""
 
-from ntkbook.ntk import feature_learning, matfree, spectrum, subsample
+from ntkbook.ntk import feature_learning, matfree, measures, spectrum, subsample
 from ntkbook.ntk.feature_learning import kernel_target_alignment, relative_kernel_change
 from ntkbook.ntk.kernel import (
     METHODS,
@@ -10,13 +10,30 @@ from ntkbook.ntk.kernel import (
     ntk_diagonal,
     ntk_fn,
 )
+from ntkbook.ntk.measures import KERNEL_MEASURES, kernel_measures, kernel_measures_stack
 from ntkbook.ntk.position import (
     MinibatchSpectralPosition,
     SpectralPosition,
     spectral_position,
     spectral_position_minibatch,
 )
-from ntkbook.ntk.record import KernelRecorder, load_records
+from ntkbook.ntk.record import (
+    FunctionRecorder,
+    KernelRecorder,
+    Schedule,
+    Series,
+    load_records,
+    log_spaced_epochs,
+)
+from ntkbook.ntk.regime import (
+    MIXED,
+    REGIMES,
+    Regime,
+    SeedRegimes,
+    agreed_regime,
+    regime,
+    seed_regimes,
+)
 from ntkbook.ntk.spectrum import (
     covariance_entropy,
     effective_rank,
@@ -41,12 +58,27 @@ __all__ = [
     "ntk_fn",
     "matfree",
     "spectrum",
+    "measures",
+    "KERNEL_MEASURES",
+    "kernel_measures",
+    "kernel_measures_stack",
     "SpectralPosition",
     "MinibatchSpectralPosition",
     "spectral_position",
     "spectral_position_minibatch",
     "KernelRecorder",
+    "FunctionRecorder",
+    "Schedule",
+    "Series",
     "load_records",
+    "log_spaced_epochs",
+    "regime",
+    "agreed_regime",
+    "seed_regimes",
+    "SeedRegimes",
+    "Regime",
+    "REGIMES",
+    "MIXED",
     "eigensystem",
     "entropy",
     "trace",

@@ -1,7 +1,16 @@
 """Recording collective variables of the eNTK during training.
 
+Every recorder here follows :class:`ntkbook.train.Recorder`, the protocol that
+:func:`ntkbook.train.train` calls: ``start_training(settings)`` once, then
+``recorder(epoch, params, final=...)`` before each epoch's update and once after the last
+(``final=True``). Each keeps ``records``, a list of dicts keyed by ``"epoch"``, and returns one
+shape from ``series(measure)``: a :class:`Series` ``(epochs, values, standard_error)``. Which
+epochs are recorded is set by ``every`` (:class:`Schedule`): an interval, or a list of epochs
+(for example log-spaced); the final state is always recorded. Kernel measures come from one
+table, :mod:`ntkbook.ntk.measures`.
+
 A :class:`KernelRecorder` is called before each epoch's update (epoch 0 is the initial state).
-At every ``every``-th epoch it computes the kernel on a fixed probe set ONCE, decomposes it once
+At every scheduled epoch it computes the kernel on a fixed probe set ONCE, decomposes it once
 (float64 ``eigh``), derives all requested measures from that one spectrum and appends a record
 to a JSON results file. The file is rewritten atomically after every record, so a crash loses
 nothing that was finished, and a recorder pointed at an existing file resumes: epochs already
@@ -23,18 +32,20 @@ reusing records of another run:
 
 from __future__ import annotations
 
+import functools
 import json
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ntkbook.atomic import atomic_write_json
-from ntkbook.ntk import spectrum
 from ntkbook.ntk.kernel import ntk_fn
+from ntkbook.ntk.measures import KERNEL_MEASURES, kernel_measures
 from ntkbook.ntk.position import spectral_position
 from ntkbook.resume import (
     callable_name,
@@ -45,17 +56,21 @@ from ntkbook.resume import (
     structure,
 )
 
-__all__ = ["KernelRecorder", "load_records", "MEASURES"]
+__all__ = [
+    "KernelRecorder",
+    "FunctionRecorder",
+    "Schedule",
+    "Series",
+    "load_records",
+    "log_spaced_epochs",
+    "MEASURES",
+    "records_series",
+]
 
+#: What a :class:`KernelRecorder` can record: the kernel measures of
+#: :data:`ntkbook.ntk.measures.KERNEL_MEASURES` and measures of the probe targets.
 MEASURES: tuple[str, ...] = (
-    "entropy",
-    "effective_entropy",
-    "trace",
-    "trace_per_sample",
-    "effective_rank",
-    "covariance_entropy",
-    "self_entropy",
-    "eigenvalues",
+    *KERNEL_MEASURES,
     "loss",
     "accuracy",
     "chi_loss",
@@ -68,6 +83,96 @@ _SPECTRAL_POSITION = {"chi_loss", "chi_net", "chi_pos", "delta_loss"}
 _FORMAT = "ntkbook.kernel_records/2"
 # Files of format 1 carry no training settings and no state signatures: readable, not resumable.
 _READABLE = (_FORMAT, "ntkbook.kernel_records/1")
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_kernel_function(apply_fn: Callable, options: tuple) -> Callable:
+    return ntk_fn(apply_fn, **dict(options))
+
+
+def kernel_function(apply_fn: Callable, **options) -> Callable:
+    """:func:`ntkbook.ntk.ntk_fn` of ``apply_fn``, shared by the recorders of the same model
+    function and options, so that the seeds of one configuration compile its kernel once."""
+    try:
+        return _cached_kernel_function(apply_fn, tuple(sorted(options.items())))
+    except TypeError:  # an unhashable model function: a kernel function of its own
+        return ntk_fn(apply_fn, **options)
+
+
+class Series(NamedTuple):
+    """One recorded measure over training: the record epochs, the values and their standard
+    errors (``None`` where a record is a single measurement, as in :class:`KernelRecorder`)."""
+
+    epochs: np.ndarray
+    values: np.ndarray
+    standard_error: np.ndarray | None
+
+
+class Schedule:
+    """The epochs at which a recorder records, from ``every``.
+
+    ``every`` is a positive integer ``k`` (every ``k``-th epoch: 0, k, 2k, …) or a sequence of
+    epochs (non-negative integers, strictly increasing, e.g. log-spaced ones). The final state
+    (``final=True``) is recorded whatever the schedule.
+
+    Raises:
+        ValueError: ``every`` is neither, naming the bad value.
+    """
+
+    def __init__(self, every: int | Sequence[int]) -> None:
+        if isinstance(every, bool):
+            raise ValueError(f"every must be a positive integer or a list of epochs, got {every!r}")
+        if isinstance(every, numbers.Integral):
+            if every < 1:
+                raise ValueError(f"every must be a positive integer, got {every!r}")
+            self.interval: int | None = int(every)
+            self.epochs: tuple[int, ...] | None = None
+            return
+        if isinstance(every, str) or not isinstance(every, Sequence | np.ndarray):
+            raise ValueError(f"every must be a positive integer or a list of epochs, got {every!r}")
+        epochs = list(every)
+        if not epochs:
+            raise ValueError("every is an empty list of epochs: nothing would be recorded")
+        for value in epochs:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(
+                    f"every lists the epoch {value!r}; epochs must be non-negative integers"
+                )
+        for before, after in zip(epochs, epochs[1:], strict=False):
+            if after <= before:
+                raise ValueError(
+                    f"every must list epochs in increasing order without repeats; {before} is "
+                    f"followed by {after}"
+                )
+        self.interval = None
+        self.epochs = tuple(int(e) for e in epochs)
+
+    def due(self, epoch: int, final: bool = False) -> bool:
+        """Whether ``epoch`` is scheduled (or is the ``final`` state)."""
+        if final:
+            return True
+        if self.interval is not None:
+            return epoch % self.interval == 0
+        return int(epoch) in self.epochs
+
+    def as_setting(self) -> int | list[int]:
+        """``every`` as a JSON value."""
+        return self.interval if self.interval is not None else list(self.epochs)
+
+
+def records_series(records: Sequence[Mapping], measure: str) -> Series:
+    """:class:`Series` of ``measure`` from records keyed by ``"epoch"`` (sorted by epoch); the
+    standard error is read from ``"<measure>_standard_error"`` where the records carry it."""
+    rows = sorted(records, key=lambda r: r["epoch"])
+    error_key = f"{measure}_standard_error"
+    errors = None
+    if rows and all(error_key in r for r in rows):
+        errors = np.array([r[error_key] for r in rows], dtype=float)
+    return Series(
+        np.array([r["epoch"] for r in rows], dtype=int),
+        np.array([r[measure] for r in rows]),
+        errors,
+    )
 
 
 def load_records(path: str | Path) -> list[dict]:
@@ -87,7 +192,7 @@ def _read(path: Path) -> dict:
 
 
 class KernelRecorder:
-    """Compute eNTK measures on a fixed probe set before every ``every``-th epoch's update.
+    """Compute eNTK measures on a fixed probe set before the scheduled epochs' updates.
 
     Parameters
     ----------
@@ -99,8 +204,13 @@ class KernelRecorder:
     path:
         JSON results file; resumed if it exists with the same settings.
     measures:
-        Any of :data:`MEASURES`. ``entropy`` is ``−Σ p ln p`` (nats), ``effective_entropy`` the
-        same divided by ``ln N``; ``trace`` is ``Tr Θ`` and ``trace_per_sample`` ``Tr Θ / N``.
+        Any of :data:`MEASURES`: the kernel measures of :mod:`ntkbook.ntk.measures` (formulas
+        there: ``entropy`` is ``−Σ p ln p`` in nats, ``trace_per_sample`` is ``Tr Θ / N``, …),
+        ``loss`` and ``accuracy`` on the probe set, and the spectral-position measures.
+    every:
+        A positive integer ``k`` (record before every ``k``-th epoch) or a list of epochs
+        (strictly increasing, e.g. log-spaced); see :class:`Schedule`. The final state is
+        recorded whatever ``every`` says.
     loss_fn:
         ``loss_fn(predictions, y) -> scalar``, for ``loss`` and ``chi_*``.
     settings:
@@ -120,7 +230,7 @@ class KernelRecorder:
         *,
         probe_y=None,
         loss_fn: Callable | None = None,
-        every: int = 1,
+        every: int | Sequence[int] = 1,
         measures: Sequence[str] = ("entropy", "trace_per_sample"),
         trace_outputs: bool = True,
         method: str = "auto",
@@ -133,8 +243,7 @@ class KernelRecorder:
             raise ValueError(f"unknown measures {unknown}; valid measures: {', '.join(MEASURES)}")
         if not measures:
             raise ValueError("measures is empty: nothing to record")
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.schedule = Schedule(every)
         needs = sorted(set(measures) & _NEEDS_TARGETS)
         if needs and probe_y is None:
             raise ValueError(f"measures {needs} need probe_y")
@@ -144,18 +253,18 @@ class KernelRecorder:
         self.probe_x = jnp.asarray(probe_x)
         self.probe_y = None if probe_y is None else jnp.asarray(probe_y)
         self.loss_fn = loss_fn
-        self.every = every
+        self.every = self.schedule.as_setting()
         self.measures = tuple(measures)
         self.trace_outputs = trace_outputs
         self.path = Path(path)
         self.name = name
-        self._kernel_fn = ntk_fn(
+        self._kernel_fn = kernel_function(
             apply_fn, trace_outputs=trace_outputs, method=method, check_per_sample=check_per_sample
         )
         self.settings: dict[str, Any] = {
             "name": name,
             "measures": list(self.measures),
-            "every": every,
+            "every": self.every,
             "trace_outputs": trace_outputs,
             "n_probe": int(self.probe_x.shape[0]),
             "probe_fingerprint": fingerprint(self.probe_x),
@@ -200,7 +309,7 @@ class KernelRecorder:
 
     def start_training(self, training: Mapping[str, Any]) -> None:
         """Take the settings of the training that drives this recorder (called by
-        :func:`ntkbook.train.train` before the first epoch).
+        :func:`ntkbook.train.train` before the first epoch), so that the file is keyed by them.
 
         Raises:
             ValueError: the file was recorded from a training with other settings.
@@ -237,9 +346,9 @@ class KernelRecorder:
         return {int(r["epoch"]) for r in self.records}
 
     def due(self, epoch: int, final: bool = False) -> bool:
-        """Whether ``epoch`` is a recording epoch (every ``every``-th, or the ``final`` state)
-        not yet in the results file."""
-        return (final or epoch % self.every == 0) and epoch not in self.recorded_epochs
+        """Whether ``epoch`` is a recording epoch (scheduled by ``every``, or the ``final``
+        state) not yet in the results file."""
+        return self.schedule.due(epoch, final) and epoch not in self.recorded_epochs
 
     @property
     def settings_hash(self) -> str:
@@ -250,30 +359,11 @@ class KernelRecorder:
         """All requested measures for ``params``, from one kernel and one eigendecomposition."""
         wanted = set(self.measures)
         values: dict = {}
-        spectral = wanted - _NEEDS_TARGETS
+        spectral = [m for m in self.measures if m in KERNEL_MEASURES]
         if spectral:
             kernel = np.asarray(self._kernel_fn(params, self.probe_x))
             n_outputs = 1 if self.trace_outputs else kernel.shape[0] // self.probe_x.shape[0]
-            if spectral & {"entropy", "effective_entropy", "effective_rank", "eigenvalues"}:
-                eigenvalues = spectrum.eigensystem(kernel).eigenvalues
-            if "entropy" in wanted:
-                values["entropy"] = spectrum.entropy(eigenvalues)
-            if "effective_entropy" in wanted:
-                values["effective_entropy"] = spectrum.entropy(eigenvalues, effective=True)
-            if "effective_rank" in wanted:
-                values["effective_rank"] = spectrum.effective_rank(eigenvalues)
-            if "eigenvalues" in wanted:
-                values["eigenvalues"] = eigenvalues.tolist()
-            if "trace" in wanted:
-                values["trace"] = spectrum.trace(kernel, n_outputs=n_outputs)
-            if "trace_per_sample" in wanted:
-                values["trace_per_sample"] = spectrum.trace(
-                    kernel, per_sample=True, n_outputs=n_outputs
-                )
-            if "covariance_entropy" in wanted:
-                values["covariance_entropy"] = spectrum.covariance_entropy(kernel)
-            if "self_entropy" in wanted:
-                values["self_entropy"] = spectrum.self_entropy(kernel)
+            values.update(kernel_measures(kernel, spectral, n_outputs=n_outputs))
         if wanted & {"loss", "accuracy"}:
             predictions = self.apply_fn(params, self.probe_x)
             if "loss" in wanted:
@@ -294,14 +384,14 @@ class KernelRecorder:
         """Record at ``epoch`` if due (before that epoch's update); return the new record.
 
         ``final=True`` (passed by :func:`ntkbook.train.train` after the last epoch) records the
-        final state even when ``epoch`` is not a multiple of ``every``. At an epoch already in
+        final state even when ``every`` does not schedule ``epoch``. At an epoch already in
         the file nothing is computed, but the network must be the one recorded there.
 
         Raises:
             ValueError: the network differs from the one the file recorded (see the module
                 docstring).
         """
-        if not (final or epoch % self.every == 0):
+        if not self.schedule.due(epoch, final):
             return None
         model, state = self._check_state(epoch, params)
         if epoch in self.recorded_epochs:
@@ -324,9 +414,67 @@ class KernelRecorder:
         atomic_write_json(self.path, payload)
         return record
 
-    def series(self, measure: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(epochs, values)`` of one recorded measure."""
+    def series(self, measure: str) -> Series:
+        """:class:`Series` ``(epochs, values, None)`` of one recorded measure (one kernel per
+        record, so no standard error)."""
         if measure not in self.measures:
             raise ValueError(f"{measure!r} is not recorded; recorded: {', '.join(self.measures)}")
-        epochs = np.array([r["epoch"] for r in self.records])
-        return epochs, np.array([r[measure] for r in self.records])
+        return records_series(self.records, measure)
+
+
+class FunctionRecorder:
+    """A recorder (:class:`ntkbook.train.Recorder`) around a function of the parameters.
+
+    At every epoch scheduled by ``every`` (and at the final state) it calls
+    ``measure(epoch, params)``; a returned mapping of JSON values is kept as the record
+    ``{"epoch": epoch, **values}`` (``None`` keeps nothing). For measures that are not kernel
+    measures, for example the spectral position on a probe set.
+    """
+
+    def __init__(self, measure: Callable, *, every: int | Sequence[int] = 1) -> None:
+        if not callable(measure):
+            raise ValueError(f"measure must be callable, got {measure!r}")
+        self.measure = measure
+        self.schedule = Schedule(every)
+        self.records: list[dict] = []
+        self.training: dict[str, Any] | None = None
+
+    def start_training(self, training: Mapping[str, Any]) -> None:
+        """Keep the settings of the training that drives this recorder."""
+        self.training = dict(training)
+
+    def __call__(self, epoch: int, params, *, final: bool = False) -> dict | None:
+        if not self.schedule.due(epoch, final) or int(epoch) in {r["epoch"] for r in self.records}:
+            return None
+        values = self.measure(int(epoch), params)
+        if values is None:
+            return None
+        if "epoch" in values:
+            raise ValueError("measure returned the key 'epoch', which the recorder sets itself")
+        record = {"epoch": int(epoch), **values}
+        self.records.append(record)
+        return record
+
+    def series(self, measure: str) -> Series:
+        """:class:`Series` ``(epochs, values, standard_error)`` of one recorded measure (the
+        standard error only where the records carry ``"<measure>_standard_error"``)."""
+        if not self.records or any(measure not in r for r in self.records):
+            present = sorted({k for r in self.records for k in r} - {"epoch"})
+            raise ValueError(f"{measure!r} is not recorded; recorded: {', '.join(present)}")
+        return records_series(self.records, measure)
+
+
+def log_spaced_epochs(last: int, count: int) -> list[int]:
+    """About ``count`` log-spaced integer epochs from 0 to ``last``, both included: the
+    rounded values of ``geomspace(1, last + 1, count) − 1``, without repeats (so fewer than
+    ``count`` when the early ones coincide). A schedule for ``every``.
+
+    Raises:
+        ValueError: ``last`` negative or ``count`` below 2, naming the value.
+    """
+    if isinstance(last, bool) or not isinstance(last, numbers.Integral) or last < 0:
+        raise ValueError(f"last must be a non-negative integer, got {last!r}")
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 2:
+        raise ValueError(f"count must be an integer of at least 2, got {count!r}")
+    epochs = np.round(np.geomspace(1, last + 1, int(count))).astype(int) - 1
+    return sorted({0, int(last), *epochs.tolist()})

@@ -20,14 +20,15 @@ subset's kernel is computed on its own instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import numpy as np
 
-from ntkbook.ntk import spectrum
-from ntkbook.ntk.kernel import ntk_fn
+from ntkbook.ntk.measures import KERNEL_MEASURES, kernel_measures_stack
+from ntkbook.ntk.record import Schedule, Series, kernel_function, records_series
 
 __all__ = [
     "SUBSAMPLE_MEASURES",
@@ -37,12 +38,9 @@ __all__ = [
     "SubsampleRecorder",
 ]
 
-SUBSAMPLE_MEASURES: tuple[str, ...] = (
-    "entropy",
-    "effective_entropy",
-    "effective_rank",
-    "trace_per_sample",
-)
+#: The scalar measures of :data:`ntkbook.ntk.measures.KERNEL_MEASURES` (one table, one set of
+#: formulas), averaged over subsets.
+SUBSAMPLE_MEASURES: tuple[str, ...] = tuple(m for m in KERNEL_MEASURES if m != "eigenvalues")
 
 
 @dataclass(frozen=True)
@@ -75,25 +73,6 @@ def draw_subsets(
         keys
     )
     return np.asarray(subsets, dtype=np.int64)
-
-
-def _measures_from_kernels(kernels: np.ndarray, measures: Sequence[str]) -> dict[str, np.ndarray]:
-    kernels = np.asarray(kernels, dtype=np.float64)
-    n = kernels.shape[-1]
-    values: dict[str, np.ndarray] = {}
-    spectral = set(measures) - {"trace_per_sample"}
-    if spectral:
-        eigenvalues = np.clip(np.linalg.eigvalsh(kernels), 0.0, None)
-        entropies = np.array([spectrum.entropy(e) for e in eigenvalues])
-        if "entropy" in measures:
-            values["entropy"] = entropies
-        if "effective_entropy" in measures:
-            values["effective_entropy"] = entropies / np.log(n)
-        if "effective_rank" in measures:
-            values["effective_rank"] = np.exp(entropies)
-    if "trace_per_sample" in measures:
-        values["trace_per_sample"] = np.trace(kernels, axis1=-2, axis2=-1) / n
-    return values
 
 
 def subsampled_measures(
@@ -134,7 +113,7 @@ def subsampled_measures(
     union, positions = np.unique(subsets, return_inverse=True)
     positions = positions.reshape(subsets.shape)
     if union.size <= max_union:
-        full = np.asarray(kernel_fn(params, x[union]), dtype=np.float64)
+        full = np.asarray(kernel_fn(params, x[union]))
         if full.shape != (union.size, union.size):
             raise ValueError(
                 f"kernel_fn must return a traced (N, N) kernel, got shape {full.shape} for "
@@ -142,8 +121,9 @@ def subsampled_measures(
             )
         kernels = full[positions[:, :, None], positions[:, None, :]]
     else:
-        kernels = np.stack([np.asarray(kernel_fn(params, x[row]), np.float64) for row in subsets])
-    values = _measures_from_kernels(kernels, measures)
+        kernels = np.stack([np.asarray(kernel_fn(params, x[row])) for row in subsets])
+    # The kernels keep their dtype: it sets the round-off tolerance of the eigenvalues.
+    values = kernel_measures_stack(kernels, measures)
     m = subsets.shape[0]
     return SubsampledMeasures(
         mean={k: float(v.mean()) for k, v in values.items()},
@@ -155,13 +135,14 @@ def subsampled_measures(
 
 
 class SubsampleRecorder:
-    """Record subset-averaged eNTK measures at chosen steps (a recorder for
-    :func:`ntkbook.train.train`, called as ``recorder(step, params)``).
+    """Record subset-averaged eNTK measures at scheduled epochs (a
+    :class:`ntkbook.train.Recorder`: ``train`` calls ``recorder(epoch, params, final=...)``).
 
-    The subsets are drawn once from ``key`` and reused at every step, so the change of a
+    The subsets are drawn once from ``key`` and reused at every epoch, so the change of a
     measure over training is not blurred by drawing new subsets (common random numbers).
-    ``at`` lists the steps to record (e.g. log-spaced epochs, including the final one);
-    ``None`` records at every call.
+    ``every`` is an interval or a list of epochs (e.g. log-spaced ones; see
+    :class:`ntkbook.ntk.record.Schedule`); the final state is always recorded. Records are
+    ``{"epoch": e, "<measure>": mean, "<measure>_standard_error": std/√M}``.
     """
 
     def __init__(
@@ -172,22 +153,35 @@ class SubsampleRecorder:
         key: jax.Array,
         n_subsets: int = 200,
         subset_size: int = 20,
-        at: Sequence[int] | None = None,
+        every: int | Sequence[int] = 1,
         measures: Sequence[str] = ("entropy", "trace_per_sample"),
         method: str = "auto",
         max_union: int = 1024,
     ) -> None:
+        unknown = [m for m in measures if m not in SUBSAMPLE_MEASURES]
+        if unknown or not measures or isinstance(measures, str):
+            raise ValueError(
+                f"measures must be a non-empty selection of {', '.join(SUBSAMPLE_MEASURES)}; "
+                f"got unknown {unknown}"
+            )
         self.x = x
         self.subsets = draw_subsets(key, len(x), n_subsets=n_subsets, subset_size=subset_size)
-        self.at = None if at is None else {int(step) for step in at}
+        self.schedule = Schedule(every)
         self.measures = tuple(measures)
         self.max_union = max_union
-        self.kernel_fn = ntk_fn(apply_fn, method=method)
+        self.kernel_fn = kernel_function(apply_fn, method=method)
         self.records: list[dict] = []
         self.values: dict[int, dict[str, np.ndarray]] = {}
+        self.training: dict[str, Any] | None = None
 
-    def __call__(self, step: int, params, **_: object) -> dict | None:
-        if self.at is not None and int(step) not in self.at:
+    def start_training(self, training: Mapping[str, Any]) -> None:
+        """Keep the settings of the training that drives this recorder."""
+        self.training = dict(training)
+
+    def __call__(self, epoch: int, params, *, final: bool = False) -> dict | None:
+        """Record at ``epoch`` if it is scheduled (or ``final``) and not yet recorded; return
+        the new record."""
+        if not self.schedule.due(epoch, final) or int(epoch) in self.values:
             return None
         result = subsampled_measures(
             self.kernel_fn,
@@ -197,12 +191,13 @@ class SubsampleRecorder:
             measures=self.measures,
             max_union=self.max_union,
         )
-        record = {"step": int(step)}
+        record = {"epoch": int(epoch)}
         for name in self.measures:
             record[name] = result.mean[name]
             record[f"{name}_standard_error"] = result.standard_error[name]
         self.records.append(record)
-        self.values[int(step)] = result.values
+        self.records.sort(key=lambda r: r["epoch"])
+        self.values[int(epoch)] = result.values
         return record
 
     def paired_differences(
@@ -210,34 +205,34 @@ class SubsampleRecorder:
     ) -> np.ndarray:
         """Per-subset change ``m_s(end) − m_s(start)`` of ``measure``, one value per subset.
 
-        ``start`` and ``end`` are recorded steps (default: the first and the last). The same
-        subsets are used at every step, so the differences are paired: their mean is the
+        ``start`` and ``end`` are recorded epochs (default: the first and the last). The same
+        subsets are used at every epoch, so the differences are paired: their mean is the
         change of the subset average and their spread measures the subset noise of that change.
         """
         if measure not in self.measures:
             raise ValueError(f"{measure!r} is not recorded; recorded: {', '.join(self.measures)}")
         if len(self.values) < 2:
-            raise ValueError(f"a change needs two recorded steps, have {sorted(self.values)}")
+            raise ValueError(f"a change needs two recorded epochs, have {sorted(self.values)}")
         start = min(self.values) if start is None else int(start)
         end = max(self.values) if end is None else int(end)
-        for name, step in (("start", start), ("end", end)):
-            if step not in self.values:
+        for name, epoch in (("start", start), ("end", end)):
+            if epoch not in self.values:
                 raise ValueError(
-                    f"{name} step {step} was not recorded; recorded: {sorted(self.values)}"
+                    f"{name} epoch {epoch} was not recorded; recorded: {sorted(self.values)}"
                 )
         if start >= end:
-            raise ValueError(f"start step {start} must come before end step {end}")
+            raise ValueError(f"start epoch {start} must come before end epoch {end}")
         return self.values[end][measure] - self.values[start][measure]
 
     def paired_change(
         self, measure: str, *, start: int | None = None, end: int | None = None
     ) -> tuple[float, float]:
-        """Change of ``measure`` from step ``start`` to step ``end`` (default: the first and
-        the last recorded step), with its error.
+        """Change of ``measure`` from epoch ``start`` to epoch ``end`` (default: the first and
+        the last recorded epoch), with its error.
 
-        The same subsets are used at every step, so the change is averaged per subset,
+        The same subsets are used at every epoch, so the change is averaged per subset,
         ``Δ = (1/M) Σ_s [m_s(end) − m_s(start)]``, and its standard error is that of the
-        paired differences, ``std_s(Δ_s)/√M``, usually far smaller than either step's error
+        paired differences, ``std_s(Δ_s)/√M``, usually far smaller than either epoch's error
         (see :meth:`paired_differences`).
         """
         differences = self.paired_differences(measure, start=start, end=end)
@@ -246,13 +241,9 @@ class SubsampleRecorder:
             float(differences.std(ddof=1) / np.sqrt(differences.size)),
         )
 
-    def series(self, measure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(steps, mean, standard_error)`` of one recorded measure."""
+    def series(self, measure: str) -> Series:
+        """:class:`~ntkbook.ntk.record.Series` ``(epochs, mean, standard_error)`` of one
+        recorded measure."""
         if measure not in self.measures:
             raise ValueError(f"{measure!r} is not recorded; recorded: {', '.join(self.measures)}")
-        rows = sorted(self.records, key=lambda r: r["step"])
-        return (
-            np.array([r["step"] for r in rows]),
-            np.array([r[measure] for r in rows]),
-            np.array([r[f"{measure}_standard_error"] for r in rows]),
-        )
+        return records_series(self.records, measure)
