@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 __all__ = [
+    "pooled_correlation",
     "Correlation",
     "pearson",
     "spearman",
@@ -209,6 +210,67 @@ def pearson(x, y, **options) -> Correlation:
 def spearman(x, y, **options) -> Correlation:
     """Spearman rank correlation with a confidence interval (see :func:`correlation`)."""
     return correlation(x, y, method="spearman", **options)
+
+
+def pooled_correlation(x, y, groups, *, confidence: float = 0.95) -> Correlation:
+    """Pearson correlation of ``x`` and ``y`` pooled over groups, with the group partialled out.
+
+    Each variable has its group mean subtracted (the residuals of a regression on one indicator
+    per group), and ``r`` is the Pearson correlation of the residuals: the partial correlation
+    given the group, here the training-set size, which moves the collective variables and the
+    accuracy together. Its Fisher interval is ``tanh(artanh r ± z se)`` with
+    ``se = 1/√(n − 3 − (G − 1))`` for ``G`` groups (``G − 1`` variables partialled out); the
+    p-value is the t-test with ``n − 2 − (G − 1)`` degrees of freedom.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    groups = np.asarray(groups)
+    if not (x.ndim == y.ndim == groups.ndim == 1 and x.size == y.size == groups.size):
+        raise ValueError(
+            f"x, y and groups must be 1-D of one length, got {x.shape}, {y.shape}, {groups.shape}"
+        )
+    for name, values in (("x", x), ("y", y)):
+        if not np.all(np.isfinite(values)):
+            first = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValueError(f"{name} contains NaN or inf at index {first}")
+    labels, group_index = np.unique(groups, return_inverse=True)
+    n, partialled = x.size, labels.size - 1
+    if n - 3 - partialled < 1:
+        raise ValueError(
+            f"{n} pairs in {labels.size} groups are too few for a pooled correlation (needs "
+            f"n − 3 − (G − 1) >= 1)"
+        )
+
+    def residuals(values: np.ndarray) -> np.ndarray:
+        means = np.bincount(group_index, weights=values) / np.bincount(group_index)
+        return values - means[group_index]
+
+    dx, dy = residuals(x), residuals(y)
+    denominator = np.sqrt(np.sum(dx * dx) * np.sum(dy * dy))
+    if denominator == 0:
+        raise ValueError("x or y is constant within every group: the correlation is undefined")
+    r = float(np.clip(np.sum(dx * dy) / denominator, -1.0, 1.0))
+    if abs(r) >= 1.0 - 1e-12:
+        raise ValueError(
+            f"the pooled correlation is {r:+.0f}, where the Fisher interval is undefined"
+        )
+    se_z = 1.0 / np.sqrt(n - 3 - partialled)
+    z_crit = float(_scipy_stats.norm.ppf(0.5 + confidence / 2.0))
+    z = np.arctanh(r)
+    dof = n - 2 - partialled
+    t = r * np.sqrt(dof / (1.0 - r * r))
+    return Correlation(
+        method="pearson",
+        coefficient=r,
+        low=float(np.tanh(z - z_crit * se_z)),
+        high=float(np.tanh(z + z_crit * se_z)),
+        standard_error=float((1.0 - r * r) * se_z),
+        p_value=float(2.0 * _scipy_stats.t.sf(abs(t), dof)),
+        confidence=confidence,
+        interval="fisher",
+        n=n,
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,15 @@ from ntkbook.data.datasets import (
     load_karate_club,
     sequence_mode_task,
 )
-from ntkbook.data.selection import random_select, rnd_select
+from ntkbook.data.selection import (
+    RNDSelection,
+    class_coverage,
+    fit_and_test,
+    mean_squared_norm,
+    norm_matched_select,
+    random_select,
+    rnd_select,
+)
 
 __all__ = [
     "Dataset",
@@ -22,5 +30,10 @@ __all__ = [
     "load_karate_club",
     "sequence_mode_task",
     "rnd_select",
+    "RNDSelection",
     "random_select",
+    "norm_matched_select",
+    "mean_squared_norm",
+    "class_coverage",
+    "fit_and_test",
 ]
