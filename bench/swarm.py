@@ -10,9 +10,17 @@
    third JAX line runs ``physics.advance_stepwise`` (``physics.step`` in a ``lax.scan``, three
    normals per colloid and step as in the NumPy loop), separating what compilation gains from
    what the engine's summed free-space update gains.
-2. One chemotaxis training (10 agents, R = 1 µm, 2 body lengths/s, 300 K): compile and run
-   time of the jitted PPO run, then the final/initial mean distance to the source after a
-   deployment of the trained policy and of a random policy (goal: trained ≤ 0.3, random not).
+2. Training pattern, in trainings per hour at the book configuration (the chapter's
+   policy-gradient loss, 10 agents, 64-64 networks, 4,000 episodes of 20 decisions): SwarmRL
+   drives its engine from Python one decision at a time and updates once per episode; the
+   anchor runs the same physics and networks in that pattern (a Python loop over a jitted
+   decision step and a jitted update, ``policy_gradient.make_steps``), one training per process
+   on every core, against ntkbook's single jitted program ``vmap``-ed over the book's 270
+   trainings (goal: ≥ 20×). Both are timed on a tenth of / a few episodes and scaled to a
+   whole training.
+3. One chemotaxis training (policy gradient on a continuous trajectory, 10 agents, R = 1 µm,
+   2 body lengths/s, 300 K): compile and run time of the jitted run, then the final/initial
+   mean distance to the source after a deployment of the trained policy and of a random policy.
 
 Run: ``python bench/swarm.py`` (a few minutes on 2 CPU cores). Timings are the best of
 ``--repeats`` calls after one compiling call.
@@ -29,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from _timing import best_time
 
-from ntkbook.swarm import analysis, physics, ppo, tasks
+from ntkbook.swarm import analysis, physics, policy, policy_gradient, tasks
+from ntkbook.swarm.training import make_train
 
 
 def numpy_engine(positions, theta, speed, omega, coeffs, dt, n_steps, box, rng):
@@ -61,7 +70,7 @@ def engine(args) -> None:
 
     # the baseline: one system stepped from Python (cheap, so all steps and many repeats: on a
     # shared machine its best time varies by up to 2x between runs of a few repeats)
-    one = physics.init_swimmers(jax.random.key(0), n_agents, jnp.array([500.0, 500.0]), 100.0)
+    one = physics.init_colloids(jax.random.key(0), n_agents, jnp.array([500.0, 500.0]), 100.0)
     pos1 = np.asarray(one.positions, np.float64)
     th1 = np.asarray(one.orientations, np.float64)
     np_single = best_time(
@@ -81,7 +90,7 @@ def engine(args) -> None:
     def measure_batch(n_systems: int) -> None:
         total = n_systems * n_agents
         start = jax.vmap(
-            lambda k: physics.init_swimmers(k, n_agents, jnp.array([500.0, 500.0]), 100.0)
+            lambda k: physics.init_colloids(k, n_agents, jnp.array([500.0, 500.0]), 100.0)
         )(jax.random.split(jax.random.key(0), n_systems))
         keys = jax.random.split(jax.random.key(1), n_systems)
         jax_time = best_time(lambda: jax.block_until_ready(run(start, keys)), args.repeats)
@@ -119,20 +128,85 @@ def engine(args) -> None:
         measure_batch(n_systems)
 
 
+def per_decision_training(steps, key, params, n_episodes: int, episode_length: int):
+    """SwarmRL's pattern: Python steps the engine one decision at a time (here a jitted step of
+    the same physics and network) and updates the networks once per episode."""
+    k_init, k_run = jax.random.split(key)
+    networks, opt_state, env_states, obs = steps.init(k_init, params)
+    for k_episode in jax.random.split(k_run, n_episodes):
+        records = []
+        for k in jax.random.split(k_episode, episode_length):
+            env_states, obs, record = steps.decide(networks["actor"], env_states, obs, k, params)
+            records.append(record)
+        window = jax.tree_util.tree_map(lambda *r: jnp.stack(r), *records)
+        networks, opt_state, _ = steps.learn(networks, opt_state, window)
+    return jax.block_until_ready(networks)
+
+
+def training_pattern(args) -> None:
+    """Trainings per hour at the book configuration: ntkbook's one jitted program (``vmap``
+    over a batch of trainings) against the per-decision pattern, measured in one run."""
+    env = tasks.EnvConfig(n_agents=10, integrator_step=args.pattern_integrator_step)
+    config = policy_gradient.PolicyGradientConfig(n_updates=args.pattern_episodes, hidden=(64, 64))
+    steps = policy_gradient.make_steps(env, config)
+    steps = policy_gradient.TrainingSteps(
+        jax.jit(steps.init), jax.jit(steps.decide), jax.jit(steps.learn)
+    )
+    one = tasks.swimmer_parameters(radius_um=0.5, speed_body_lengths=3.0)
+    key = jax.random.key(0)
+    anchor_episodes = max(1, args.pattern_episodes // 10)
+    per_decision = (
+        best_time(
+            lambda: per_decision_training(steps, key, one, anchor_episodes, env.episode_length),
+            args.repeats,
+        )
+        / anchor_episodes
+    )
+    batch = args.pattern_batch
+    swimmers = tasks.swimmer_parameters(
+        radius_um=np.linspace(0.3, 1.5, batch), speed_body_lengths=3.0
+    )
+    keys = jax.random.split(key, batch)
+    train = jax.jit(jax.vmap(make_train(env, config)))
+    program = best_time(lambda: jax.block_until_ready(train(keys, swimmers)), args.repeats)
+    program = program / (batch * args.pattern_episodes)  # per training and episode
+    hour = 3600.0 / args.book_episodes
+    cores = os.cpu_count() or 1
+    # the anchor runs one training per process: as many at once as there are cores, scaling
+    # perfectly (a bound in its favour)
+    anchor_rate = cores * hour / per_decision
+    program_rate = hour / program
+    print(
+        f"== training pattern: policy gradient, 10 agents, R = 0.5 um, 3 body lengths/s, "
+        f"integrator step {env.integrator_step} s, 64-64 networks; trainings of "
+        f"{args.book_episodes} episodes x {env.episode_length} decisions (the book preset)"
+    )
+    print(
+        f"per-decision pattern (Python loop over jitted steps, one update per episode): "
+        f"{1e3 * per_decision:8.2f} ms per episode, {anchor_rate:10,.0f} trainings/hour "
+        f"({cores} processes)  (baseline)"
+    )
+    print(
+        f"one jitted program, vmap over {batch} trainings:                 "
+        f"{1e3 * program:8.2f} ms per episode, {program_rate:10,.0f} trainings/hour  "
+        f"{program_rate / anchor_rate:8.1f}x the baseline (goal >= 20x)"
+    )
+
+
 def chemotaxis(args) -> None:
     env = tasks.EnvConfig(n_agents=10, integrator_step=args.integrator_step)
-    config = ppo.PPOConfig(n_updates=args.updates, n_envs=args.envs)
-    sw = tasks.swimmer(radius_um=1.0, speed_body_lengths=2.0, temperature_K=300.0)
+    config = policy_gradient.PolicyGradientConfig(n_updates=args.updates, hidden=(64, 64))
+    sw = tasks.swimmer_parameters(radius_um=1.0, speed_body_lengths=2.0, temperature_K=300.0)
     cpu0 = os.times()
     start = time.perf_counter()
-    train = jax.jit(ppo.make_train(env, config)).lower(jax.random.key(0), sw).compile()
+    train = jax.jit(make_train(env, config)).lower(jax.random.key(0), sw).compile()
     compiled = time.perf_counter()
     result = jax.block_until_ready(train(jax.random.key(0), sw))
     done = time.perf_counter()
     cpu1 = os.times()
     cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / max(1, os.cpu_count() or 1)
     deploy = jax.jit(
-        jax.vmap(ppo.deploy, in_axes=(0, None, None, None, None)), static_argnums=(2, 4)
+        jax.vmap(policy.deploy, in_axes=(0, None, None, None, None)), static_argnums=(2, 4)
     )
     rollout = jax.jit(
         jax.vmap(tasks.rollout, in_axes=(0, None, None, None, None)), static_argnums=(1, 2, 4)
@@ -142,11 +216,12 @@ def chemotaxis(args) -> None:
     random = rollout(keys, tasks.random_policy, env, sw, args.decisions)
     ratio_trained = analysis.distance_ratio(trained.positions, env)
     ratio_random = analysis.distance_ratio(random.positions, env)
-    samples = config.n_updates * config.n_envs * config.n_steps * env.n_agents
+    samples = config.n_updates * env.episode_length * env.n_agents
     print(
-        f"== chemotaxis training: 10 agents, R = 1 um, 2 body lengths/s, 300 K, "
-        f"integrator step {env.integrator_step} s, {config.n_updates} updates x "
-        f"{config.n_envs} envs x {config.n_steps} decisions ({samples:,} agent-decisions)"
+        f"== chemotaxis training: policy gradient on one continuous trajectory, 10 agents, "
+        f"R = 1 um, 2 body lengths/s, 300 K, integrator step {env.integrator_step} s, "
+        f"{config.n_updates} episodes x {env.episode_length} decisions "
+        f"({samples:,} agent-decisions)"
     )
     print(
         f"compile {compiled - start:.1f} s, train {done - compiled:.1f} s, "
@@ -166,17 +241,23 @@ def main() -> None:
     parser.add_argument("--systems", type=int, nargs="+", default=[64, 2048])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--updates", type=int, default=300)
-    parser.add_argument("--envs", type=int, default=8)
+    parser.add_argument("--updates", type=int, default=1000)
+    parser.add_argument("--pattern-episodes", type=int, default=100)
+    parser.add_argument("--pattern-batch", type=int, default=270)
+    parser.add_argument("--book-episodes", type=int, default=4000)
+    parser.add_argument("--pattern-integrator-step", type=float, default=0.01)
     parser.add_argument("--integrator-step", type=float, default=1e-3)
     parser.add_argument("--decisions", type=int, default=1000)
     parser.add_argument("--deployments", type=int, default=5)
     parser.add_argument("--skip-engine", action="store_true")
+    parser.add_argument("--skip-chemotaxis", action="store_true")
     args = parser.parse_args()
     print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPU cores")
     if not args.skip_engine:
         engine(args)
-    chemotaxis(args)
+    training_pattern(args)
+    if not args.skip_chemotaxis:
+        chemotaxis(args)
 
 
 if __name__ == "__main__":

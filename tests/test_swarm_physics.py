@@ -71,7 +71,7 @@ def _free_physics(radius=1.0, temperature=300.0, aspect_ratio=1.0, boundary="per
 def _unwrapped_run(physics, n, speed, t_total, dt, key, segments):
     """Positions (segments+1, n, 2) every t_total/segments in a huge box (no wrapping)."""
     center = jnp.full((2,), float(physics.box_length) / 2)
-    state = ph.Swimmers(jnp.broadcast_to(center, (n, 2)), jnp.zeros((n,)))
+    state = ph.ColloidState(jnp.broadcast_to(center, (n, 2)), jnp.zeros((n,)))
     steps = int(round(t_total / segments / dt))
     advance = jax.jit(ph.advance, static_argnums=(5, 6))
     out, thetas = [state.positions], [jnp.zeros((n,))]
@@ -157,7 +157,7 @@ def test_spheroid_short_time_msd_along_and_across_the_director():
 def test_walls_reflect_and_periodic_box_wraps():
     walled = _free_physics(radius=1.0, box=10.0, boundary="walls")
     periodic = _free_physics(radius=1.0, box=10.0)
-    state = ph.Swimmers(jnp.array([[9.9, 5.0], [0.1, 5.0]]), jnp.array([0.0, jnp.pi]))
+    state = ph.ColloidState(jnp.array([[9.9, 5.0], [0.1, 5.0]]), jnp.array([0.0, jnp.pi]))
     zero_noise = jnp.zeros((2, 3))
     moved = ph.step(state, zero_noise, 1.0, 0.0, walled, 0.5)  # 0.5 µm towards the walls
     np.testing.assert_allclose(moved.positions[:, 0], [9.6, 0.4], atol=1e-5)
@@ -186,7 +186,7 @@ def test_wca_forces_are_minus_the_energy_gradient():
 def test_wca_pushes_overlapping_colloids_apart():
     physics = ph.make_physics(radius_um=1.0, temperature_K=0.0, box_length=50.0, interactions=True)
     physics = physics.replace(wca_epsilon=jnp.float32(4.14e-3))
-    state = ph.Swimmers(jnp.array([[20.0, 20.0], [21.8, 20.0]]), jnp.zeros((2,)))
+    state = ph.ColloidState(jnp.array([[20.0, 20.0], [21.8, 20.0]]), jnp.zeros((2,)))
     after = ph.advance(state, jax.random.key(0), 0.0, 0.0, physics, 2e-3, 1000)
     gap = float(jnp.linalg.norm(after.positions[1] - after.positions[0]))
     assert gap == pytest.approx(2 ** (1 / 6) * 2.0, abs=0.01)
@@ -212,11 +212,11 @@ def test_bad_physical_parameters_raise():
     with pytest.raises(ValueError, match="must divide"):
         tk.EnvConfig(decision_interval=0.1, integrator_step=0.03)
     with pytest.raises(ValueError, match="radius_um"):
-        tk.swimmer(radius_um=[1.0, -0.5])
+        tk.swimmer_parameters(radius_um=[1.0, -0.5])
     with pytest.raises(ValueError, match="temperature_K"):
-        tk.swimmer(temperature_K=-1.0)
+        tk.swimmer_parameters(temperature_K=-1.0)
     with pytest.raises(ValueError, match="unknown shape"):
-        tk.swimmer(shape=["sphere", "disc"])
+        tk.swimmer_parameters(shape=["sphere", "disc"])
     # zero temperature is allowed: a deterministic swimmer
     d_t, d_r = ph.diffusion_coefficients(1.0, 0.0)
     assert d_t == 0.0 and d_r == 0.0
@@ -239,7 +239,7 @@ def test_free_advance_matches_the_stepwise_loop_for_a_fast_rotating_spheroid():
     # a small box keeps float32 positions fine-grained (the runs move < 2 µm, no wrap)
     physics = _free_physics(radius=0.3, aspect_ratio=8.0, box=20.0)  # D_r ≈ 0.7 1/s
     n, dt, steps, speed = 40_000, 1e-3, 200, 1.0
-    start = ph.Swimmers(jnp.full((n, 2), 10.0), jnp.zeros((n,)))
+    start = ph.ColloidState(jnp.full((n, 2), 10.0), jnp.zeros((n,)))
     summed = ph.advance(start, jax.random.key(7), speed, 6.0, physics, dt, steps)
 
     def body(state, xi):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntkbook.swarm import ppo
+from ntkbook.swarm import policy, ppo
 from ntkbook.swarm import tasks as tk
 
 ENV = tk.EnvConfig(n_agents=2, integrator_step=0.05, episode_length=3)
@@ -75,7 +75,7 @@ def test_truncation_bootstraps_but_termination_does_not():
 
 def _batch_and_networks(key, n=64):
     k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    actor, critic = ppo.init_networks(k1, CONFIG)
+    actor, critic = policy.init_networks(k1, CONFIG.hidden)
     obs = jax.random.normal(k2, (n, 1))
     batch = {
         "observations": obs,
@@ -90,7 +90,7 @@ def _batch_and_networks(key, n=64):
 def test_clipped_objective_matches_direct_formula():
     networks, batch = _batch_and_networks(jax.random.key(0))
     total, aux = ppo.ppo_loss(networks, batch, CONFIG)
-    logits = np.asarray(ppo.actor_apply(networks["actor"], batch["observations"]), np.float64)
+    logits = np.asarray(policy.actor_apply(networks["actor"], batch["observations"]), np.float64)
     log_pi = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
     a = np.asarray(batch["actions"])
     ratio = np.exp(log_pi[np.arange(a.size), a] - np.asarray(batch["log_probs"]))
@@ -102,15 +102,15 @@ def test_clipped_objective_matches_direct_formula():
         min(p * A, (1 + eps) * A) if A >= 0 else min(p * A, (1 - eps) * A)
         for p, A in zip(ratio, adv, strict=True)
     ]
-    policy = -np.mean(surrogate)
-    values = np.asarray(ppo.critic_apply(networks["critic"], batch["observations"]))
+    policy_loss = -np.mean(surrogate)
+    values = np.asarray(policy.critic_apply(networks["critic"], batch["observations"]))
     err = values - np.asarray(batch["targets"])
     huber = np.where(np.abs(err) <= 1, 0.5 * err**2, np.abs(err) - 0.5).mean()
     entropy = -np.mean(np.sum(np.exp(log_pi) * log_pi, axis=1))
-    assert float(aux["policy_loss"]) == pytest.approx(policy, rel=1e-5)
+    assert float(aux["policy_loss"]) == pytest.approx(policy_loss, rel=1e-5)
     assert float(aux["value_loss"]) == pytest.approx(huber, rel=1e-5)
     assert float(aux["entropy"]) == pytest.approx(entropy, rel=1e-5)
-    expected = policy + CONFIG.value_coef * huber - CONFIG.entropy_coef * entropy
+    expected = policy_loss + CONFIG.value_coef * huber - CONFIG.entropy_coef * entropy
     assert float(total) == pytest.approx(expected, rel=1e-5)
     assert 0.0 < float(aux["clip_fraction"]) < 1.0  # the batch exercises both sides of the clip
 
@@ -120,11 +120,11 @@ def test_value_targets_carry_no_gradient():
 
     def loss_with_targets_from_critic(critic):
         # targets built from the critic itself: a wrong implementation would differentiate them
-        targets = ppo.critic_apply(critic, batch["observations"]) + 0.3
+        targets = policy.critic_apply(critic, batch["observations"]) + 0.3
         nets = {"actor": networks["actor"], "critic": critic}
         return ppo.ppo_loss(nets, {**batch, "targets": targets}, CONFIG)[0]
 
-    frozen_targets = ppo.critic_apply(networks["critic"], batch["observations"]) + 0.3
+    frozen_targets = policy.critic_apply(networks["critic"], batch["observations"]) + 0.3
 
     def loss_with_constant_targets(critic):
         nets = {"actor": networks["actor"], "critic": critic}
@@ -154,7 +154,7 @@ def _leaves(tree):
 
 
 def test_train_is_deterministic_under_a_key(train_fn):
-    sw = tk.swimmer(radius_um=1.0)
+    sw = tk.swimmer_parameters(radius_um=1.0)
     a = train_fn(jax.random.key(3), sw)
     b = train_fn(jax.random.key(3), sw)
     c = train_fn(jax.random.key(4), sw)
@@ -168,22 +168,22 @@ def test_train_is_deterministic_under_a_key(train_fn):
 
 def test_train_vmaps_over_seeds_and_radius_and_snapshots_precede_updates(train_fn):
     keys = jax.random.split(jax.random.key(5), 2)
-    radii = tk.swimmer(radius_um=[0.5, 2.0], shape=["sphere", "sphere"])
+    radii = tk.swimmer_parameters(radius_um=[0.5, 2.0], shape=["sphere", "sphere"])
     # one batch trains two seeds at two radii; each element equals its own single run
     batched = jax.jit(jax.vmap(ppo.make_train(ENV, CONFIG)))(keys, radii)
     for i, radius in enumerate((0.5, 2.0)):
-        single = train_fn(keys[i], tk.swimmer(radius_um=radius))
+        single = train_fn(keys[i], tk.swimmer_parameters(radius_um=radius))
         for x, y in zip(_leaves(single), _leaves(batched), strict=True):
             np.testing.assert_allclose(y[i], x, rtol=2e-4, atol=2e-5)
     # snapshots: parameters before updates 0 and 2; the first is the initialisation
     np.testing.assert_array_equal(batched.snapshots["update"][0], [0, 2])
-    actor0, _ = ppo.init_networks(jax.random.split(keys[0], 3)[0], CONFIG)
+    actor0, _ = policy.init_networks(jax.random.split(keys[0], 3)[0], CONFIG.hidden)
     first = jax.tree_util.tree_map(lambda a: a[0, 0], batched.snapshots["actor"])
     for x, y in zip(_leaves(first), _leaves(actor0), strict=True):
         np.testing.assert_array_equal(x, y)
     second = jax.tree_util.tree_map(lambda a: a[0, 1], batched.snapshots["actor"])
     assert not np.allclose(_leaves(second)[0], _leaves(actor0)[0])
-    assert ppo.actor_apply(first, ppo.observation_grid(16)).shape == (16, 4)
+    assert policy.actor_apply(first, policy.observation_grid(16)).shape == (16, 4)
     with pytest.raises(ValueError, match="multiple of snapshot_every"):
         ppo.PPOConfig(n_updates=5, snapshot_every=2)
 

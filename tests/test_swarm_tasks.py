@@ -9,7 +9,7 @@ from ntkbook.swarm import physics as ph
 from ntkbook.swarm import tasks as tk
 
 ENV = tk.EnvConfig(n_agents=5, integrator_step=0.01, episode_length=3)
-SWIMMER = tk.swimmer(radius_um=1.0, speed_body_lengths=2.0)
+SWIMMER = tk.swimmer_parameters(radius_um=1.0, speed_body_lengths=2.0)
 
 
 def test_concentration_is_box_length_over_distance_with_minimum_image():
@@ -25,8 +25,8 @@ def test_observable_and_reward_use_the_change_caused_by_the_action():
     np.testing.assert_array_equal(first, np.zeros((5, 1)))  # no change before the first move
     actions = jnp.array([0, 1, 2, 3, 0])
     new_state, out = tk.env_step(jax.random.key(1), state, actions, ENV, SWIMMER)
-    c_before = tk.concentration(state.swimmers.positions, ENV)
-    c_after = tk.concentration(new_state.swimmers.positions, ENV)
+    c_before = tk.concentration(state.colloids.positions, ENV)
+    c_after = tk.concentration(new_state.colloids.positions, ENV)
     np.testing.assert_allclose(out.observation[:, 0], 10.0 * (c_after - c_before), rtol=1e-5)
     np.testing.assert_allclose(out.reward, np.maximum(10.0 * (c_after - c_before), 0.0), rtol=1e-5)
     np.testing.assert_array_equal(out.final_observation, out.observation)
@@ -34,13 +34,13 @@ def test_observable_and_reward_use_the_change_caused_by_the_action():
 
 
 def test_rotations_turn_by_the_turn_rate():
-    zero_t = tk.swimmer(radius_um=1.0, temperature_K=0.0)
+    zero_t = tk.swimmer_parameters(radius_um=1.0, temperature_K=0.0)
     state, _ = tk.reset(jax.random.key(2), ENV, zero_t)
     actions = jnp.array([1, 2, 3, 0, 1])
     new_state, _ = tk.env_step(jax.random.key(3), state, actions, ENV, zero_t)
-    turned = np.angle(np.exp(1j * (new_state.swimmers.orientations - state.swimmers.orientations)))
+    turned = np.angle(np.exp(1j * (new_state.colloids.orientations - state.colloids.orientations)))
     np.testing.assert_allclose(turned, np.deg2rad([-60.0, 60.0, 0.0, 0.0, -60.0]), atol=1e-4)
-    moved = np.linalg.norm(new_state.swimmers.positions - state.swimmers.positions, axis=-1)
+    moved = np.linalg.norm(new_state.colloids.positions - state.colloids.positions, axis=-1)
     np.testing.assert_allclose(moved, [0.0, 0.0, 0.0, 0.4, 0.0], atol=1e-4)
 
 
@@ -56,25 +56,53 @@ def test_time_limit_truncates_and_resets_with_the_true_final_observation():
     assert float(jnp.abs(out.final_observation).max()) > 0
     # the last action's reward is computed from the move it caused (equal scales: R = max(o, 0))
     np.testing.assert_allclose(out.reward, np.maximum(out.final_observation[:, 0], 0.0), rtol=1e-6)
-    c_prev = tk.concentration(previous.swimmers.positions, ENV)
+    c_prev = tk.concentration(previous.colloids.positions, ENV)
     assert float(jnp.abs(out.final_observation[:, 0] / 10 + c_prev).min()) > 0
 
 
 def test_rollout_shapes_and_policies():
     traj = jax.jit(tk.rollout, static_argnums=(1, 2, 4))(
-        jax.random.key(5), tk.classical_chemotaxis_policy, ENV, SWIMMER, 7
+        jax.random.key(5), tk.run_and_rotate_policy, ENV, SWIMMER, 7
     )
     assert traj.positions.shape == (8, 5, 2) and traj.actions.shape == (7, 5)
     assert traj.observations.shape == (7, 5, 1) and traj.rewards.shape == (7, 5)
-    # the classical controller translates exactly when the last change was not negative
-    expected = np.where(np.asarray(traj.observations[..., 0]) >= 0, 0, 2)
+    # the hand-written controller translates exactly when the last change was not negative
+    expected = np.where(
+        np.asarray(traj.observations[..., 0]) >= 0, tk.TRANSLATE, tk.ROTATE_COUNTERCLOCKWISE
+    )
     np.testing.assert_array_equal(traj.actions, expected)
-    counts = np.bincount(np.asarray(tk.random_policy(jax.random.key(6), jnp.zeros((4000, 1)))))
+    start = ph.ColloidState(jnp.zeros((4000, 2)), jnp.zeros((4000,)))
+    counts = np.bincount(
+        np.asarray(tk.random_policy(jax.random.key(6), jnp.zeros((4000, 1)), start, ENV))
+    )
     np.testing.assert_allclose(counts / 4000, 0.25, atol=0.03)
 
 
+def test_steering_controller_turns_towards_the_source_and_swims_when_aligned():
+    source = np.asarray(tk.source_position(ENV))
+    # agents east of the source: the source lies at angle π from them
+    positions = jnp.asarray(np.tile(source + np.array([50.0, 0.0]), (4, 1)), jnp.float32)
+    # headings: towards the source, 20° off (within half a 60° turn), 90° left and 90° right
+    headings = jnp.asarray(np.deg2rad([180.0, 160.0, 90.0, 270.0]), jnp.float32)
+    actions = tk.steer_to_source_policy(
+        None, jnp.zeros((4, 1)), ph.ColloidState(positions, headings), ENV
+    )
+    # heading 90° (north) must turn counter-clockwise to point west; 270° clockwise
+    expected = [tk.TRANSLATE, tk.TRANSLATE, tk.ROTATE_COUNTERCLOCKWISE, tk.ROTATE_CLOCKWISE]
+    np.testing.assert_array_equal(actions, expected)
+
+
+def test_transition_never_resets_and_env_step_resets_at_the_time_limit():
+    env = tk.EnvConfig(n_agents=3, integrator_step=0.01, episode_length=2)
+    state, _ = tk.reset(jax.random.key(0), env, SWIMMER)
+    swim = jnp.full((3,), tk.TRANSLATE)
+    for k in range(3):  # past the episode length
+        state, obs, reward = tk.transition(jax.random.key(k + 1), state, swim, env, SWIMMER)
+    assert int(state.time) == 3 and obs.shape == (3, 1) and reward.shape == (3,)
+
+
 def test_swimmer_batches_and_speed():
-    batch = tk.swimmer(
+    batch = tk.swimmer_parameters(
         radius_um=[0.5, 1.0, 2.0], speed_body_lengths=3.0, shape=["sphere", "prolate", "oblate"]
     )
     np.testing.assert_allclose(batch.aspect_ratio, [1.0, 3.0, 1 / 3], rtol=1e-6)
@@ -105,5 +133,5 @@ def test_unknown_task_and_registering_a_new_one():
     env = tk.EnvConfig(task=name, n_agents=3, integrator_step=0.01)
     state, obs = tk.reset(jax.random.key(7), env, SWIMMER)
     np.testing.assert_allclose(
-        obs[:, 0], tk.distance_to_source(state.swimmers.positions, env) / 1000.0, rtol=1e-6
+        obs[:, 0], tk.distance_to_source(state.colloids.positions, env) / 1000.0, rtol=1e-6
     )

@@ -15,27 +15,36 @@ import jax
 import numpy as np
 
 from ntkbook.swarm import physics as ph
-from ntkbook.swarm import ppo
+from ntkbook.swarm import policy
 from ntkbook.swarm import tasks as tk
 
 __all__ = [
+    "MOVES",
     "STRATEGIES",
+    "NAMED_STRATEGIES",
     "mean_distance",
     "distance_ratio",
     "success_rate",
     "chemotactic_efficiency",
+    "deployment_summary",
     "policy_map",
     "action_statistics",
     "classify_strategy",
     "strategy_counts",
+    "strategy_name",
     "rotational_peclet",
+    "translational_peclet",
+    "peclet_one_radius",
+    "success_boundary",
     "active_brownian_ratio",
     "onset_cells",
     "top_pair",
     "top_change",
 ]
 
-STRATEGIES = ("run_and_tumble", "gradient_steering", "passive", "undirected")
+MOVES = ("swim", "rotate", "rest")
+STRATEGIES = tuple(f"{rise}-{fall}" for rise in MOVES for fall in MOVES)
+NAMED_STRATEGIES = {"swim-rotate": "run and rotate"}
 
 
 def mean_distance(positions, config: tk.EnvConfig) -> np.ndarray:
@@ -63,80 +72,141 @@ def success_rate(ratios, threshold: float = 0.5, axis=None) -> np.ndarray:
 
 
 def chemotactic_efficiency(
-    positions, config: tk.EnvConfig, speed_um_s, decision_interval: float | None = None
+    positions,
+    config: tk.EnvConfig,
+    speed_um_s,
+    capture_fraction: float = 0.1,
+    decision_interval: float | None = None,
 ) -> np.ndarray:
-    """Progress towards the source relative to a straight swimmer, per run.
+    """Time a straight swimmer needs to reach the source over the time taken, per run.
 
-    For agent ``i`` starting at distance ``d_i(0)``, a swimmer heading straight at the source
-    arrives after ``t_i* = d_i(0)/v``. The efficiency is ``e_i = [d_i(0) − d_i(t_i*)]/d_i(0)``
-    (1: straight line; 0: no net progress; negative: drifted away), averaged over agents;
-    ``t_i*`` is capped at the end of the deployment. ``(..., T+1, n, 2) → (...)``.
+    Agent ``i`` starts at distance ``d_i(0)`` and *arrives* when it first comes within
+    ``f·d_i(0)`` of the source (``f = capture_fraction``), at time ``t_i`` (a decision time); a
+    swimmer heading straight at the source arrives after ``t_i* = (1 − f) d_i(0)/v``. The
+    efficiency is ``e_i = t_i*/t_i`` (1: straight line; towards 0: slow; 0: not arrived within
+    the deployment; Brownian kicks can push it slightly above 1), averaged over agents.
+    ``(..., T+1, n, 2) → (...)``.
     """
+    if not 0 < capture_fraction < 1:
+        raise ValueError(f"capture_fraction must lie in (0, 1), got {capture_fraction!r}")
     dt = config.decision_interval if decision_interval is None else decision_interval
     d = np.asarray(tk.distance_to_source(jax.numpy.asarray(positions), config))
-    n_steps = d.shape[-2] - 1
     speed = np.asarray(speed_um_s, np.float64)[..., None]
-    arrival = np.ceil(d[..., 0, :] / (np.maximum(speed, 1e-12) * dt)).astype(int)
-    index = np.minimum(arrival, n_steps)
-    d_at = np.take_along_axis(d, index[..., None, :], axis=-2)[..., 0, :]
-    return np.mean((d[..., 0, :] - d_at) / d[..., 0, :], axis=-1)
+    if np.any(speed <= 0):
+        raise ValueError("chemotactic_efficiency needs positive swim speeds")
+    arrived = d[..., 1:, :] <= capture_fraction * d[..., :1, :]  # (..., T, n)
+    first = np.argmax(arrived, axis=-2)  # decision index k: arrival at time (k + 1) dt
+    straight = (1.0 - capture_fraction) * d[..., 0, :] / speed
+    efficiency = np.where(arrived.any(axis=-2), straight / ((first + 1) * dt), 0.0)
+    return efficiency.mean(axis=-1)
+
+
+def deployment_summary(
+    trajectory: tk.Trajectory,
+    config: tk.EnvConfig,
+    speed_um_s,
+    capture_fraction: float = 0.1,
+    keep_actions: bool = False,
+    n_path_points: int = 200,
+) -> dict:
+    """What a chapter keeps of a batch of deployments ``(runs, T+1, n, 2)``.
+
+    ``ratio`` (:func:`distance_ratio`) and ``efficiency`` (:func:`chemotactic_efficiency`) per
+    run; with ``keep_actions`` also the ``observations`` and ``actions`` and the ``paths``
+    (positions at about ``n_path_points`` evenly spaced decisions).
+    """
+    positions = np.asarray(trajectory.positions)
+    summary = {
+        "ratio": distance_ratio(positions, config),
+        "efficiency": chemotactic_efficiency(positions, config, speed_um_s, capture_fraction),
+    }
+    if keep_actions:
+        stride = max(1, (positions.shape[1] - 1) // n_path_points)
+        summary |= {
+            "observations": np.asarray(trajectory.observations),
+            "actions": np.asarray(trajectory.actions),
+            "paths": positions[:, ::stride],
+        }
+    return summary
 
 
 def policy_map(actor_params, low: float = -1.0, high: float = 1.0, n: int = 41):
     """``(o, π(a|o))``: observations ``(n,)`` and action probabilities ``(n, 4)``."""
-    grid = ppo.observation_grid(n, low, high)
-    return np.asarray(grid[:, 0]), np.asarray(ppo.policy_probabilities(actor_params, grid))
+    grid = policy.observation_grid(n, low, high)
+    return np.asarray(grid[:, 0]), np.asarray(policy.policy_probabilities(actor_params, grid))
+
+
+def _move_of(actions: np.ndarray) -> np.ndarray:
+    """Index into :data:`MOVES` of each action: translate → swim, either turn → rotate,
+    do nothing → rest."""
+    moves = np.full(actions.shape, 2)
+    moves[actions == tk.TRANSLATE] = 0
+    moves[(actions == tk.ROTATE_CLOCKWISE) | (actions == tk.ROTATE_COUNTERCLOCKWISE)] = 1
+    return moves
 
 
 def action_statistics(observations, actions) -> dict:
     """Statistics of one deployment (``observations (T, n, 1)``, ``actions (T, n)``).
 
     - ``fractions``: share of each action in :data:`~ntkbook.swarm.tasks.ACTIONS` order;
-    - ``translate_given_rise`` / ``translate_given_fall``: ``P(translate | o > 0)`` and
-      ``P(translate | o < 0)`` (NaN-free: 0 when the condition never occurs);
+    - ``moves_given_rise`` / ``moves_given_fall``: shares of the :data:`MOVES` (swim, rotate,
+      rest) among the decisions taken after the concentration rose (``o > 0``) or fell
+      (``o < 0``); the overall shares when that never happened;
+    - ``translate_given_rise`` / ``translate_given_fall``: their first entries;
     - ``responsiveness``: their difference (swims on a rising, turns on a falling signal);
     - ``mean_run``: mean number of consecutive ``translate`` decisions per run.
     """
     obs = np.asarray(observations)[..., 0]
     act = np.asarray(actions)
     fractions = np.bincount(act.ravel(), minlength=len(tk.ACTIONS)) / act.size
-    translate = act == 0
+    moves = _move_of(act)
+    overall = np.bincount(moves.ravel(), minlength=len(MOVES)) / moves.size
 
-    def conditional(mask):
-        return float(translate[mask].mean()) if mask.any() else 0.0
+    def given(mask):
+        if not mask.any():
+            return overall
+        return np.bincount(moves[mask], minlength=len(MOVES)) / mask.sum()
 
-    rise, fall = conditional(obs > 0), conditional(obs < 0)
+    rise, fall = given(obs > 0), given(obs < 0)
+    translate = act == tk.TRANSLATE
     # a run starts where an agent translates after not translating (or at t = 0)
     starts = translate & ~np.concatenate([np.zeros_like(translate[:1]), translate[:-1]], axis=0)
     n_runs = int(starts.sum())
     return {
         "fractions": fractions,
-        "translate_given_rise": rise,
-        "translate_given_fall": fall,
-        "responsiveness": rise - fall,
+        "moves_given_rise": rise,
+        "moves_given_fall": fall,
+        "translate_given_rise": float(rise[0]),
+        "translate_given_fall": float(fall[0]),
+        "responsiveness": float(rise[0] - fall[0]),
         "mean_run": float(translate.sum()) / n_runs if n_runs else 0.0,
     }
 
 
-def classify_strategy(
-    stats: dict,
-    passive_below: float = 0.25,
-    responsive_above: float = 0.3,
-    long_run: float = 2.0,
-) -> str:
-    """One of :data:`STRATEGIES` from :func:`action_statistics`.
+def classify_strategy(stats: dict) -> str:
+    """The strategy of one deployment from :func:`action_statistics`: ``"<rise>-<fall>"``.
 
-    - ``passive``: translates in fewer than ``passive_below`` of the decisions;
-    - ``run_and_tumble``: responsive (``responsiveness ≥ responsive_above``) with runs of at
-      least ``long_run`` decisions on average: long straight runs, a turn when the signal falls;
-    - ``gradient_steering``: responsive with shorter runs: swimming and turning interleave;
-    - ``undirected``: swims a lot without responding to the signal.
+    The rule: ``<rise>`` is the most frequent of the :data:`MOVES` after the concentration
+    rose and ``<fall>`` the most frequent after it fell (ties go to the earlier move in
+    :data:`MOVES`), so there are nine possible strategies, :data:`STRATEGIES`. For example
+    ``"swim-rotate"`` swims on a rising and turns on a falling signal (run and rotate);
+    ``"swim-swim"`` swims whatever the signal.
     """
-    if stats["fractions"][0] < passive_below:
-        return "passive"
-    if stats["responsiveness"] >= responsive_above:
-        return "run_and_tumble" if stats["mean_run"] >= long_run else "gradient_steering"
-    return "undirected"
+    rise = MOVES[int(np.argmax(stats["moves_given_rise"]))]
+    fall = MOVES[int(np.argmax(stats["moves_given_fall"]))]
+    return f"{rise}-{fall}"
+
+
+def strategy_name(label: str) -> str:
+    """A readable name: the paper's name where the rule matches it by definition
+    (:data:`NAMED_STRATEGIES`), otherwise what the agents do, e.g. "swim on a rise, rest on a
+    fall"."""
+    if label not in STRATEGIES:
+        raise ValueError(f"unknown strategy label {label!r}; choose one of {', '.join(STRATEGIES)}")
+    if label in NAMED_STRATEGIES:
+        return NAMED_STRATEGIES[label]
+    rise, fall = label.split("-")
+    return f"{rise} on a rise, {fall} on a fall"
 
 
 def strategy_counts(labels: Sequence[str]) -> dict[str, int]:
@@ -148,18 +218,62 @@ def strategy_counts(labels: Sequence[str]) -> dict[str, int]:
     return {name: int(counts.get(name, 0)) for name in STRATEGIES}
 
 
-def rotational_peclet(radius_um, speed_body_lengths, temperature_K=300.0, shape="sphere"):
-    """``Pe_r = v / (2R · D_r)``: the persistence length ``v/D_r`` of the swimmer in body lengths.
+def _diffusion(radius, temperature_K, shape, which: int) -> np.ndarray:
+    return np.vectorize(lambda r: ph.diffusion_coefficients(r, temperature_K, shape=shape)[which])(
+        radius
+    )
 
-    ``Pe_r ≫ 1``: swimming stays straight over many body lengths; ``Pe_r ≪ 1``: rotational
-    diffusion scrambles the direction before the swimmer covers its own size.
+
+def rotational_peclet(radius_um, speed_body_lengths, temperature_K=300.0, shape="sphere"):
+    """``Pe_rot = v / (2R · D_r) = s / D_r``, ``s = v/(2R)`` the speed in body lengths per second.
+
+    The time ``1/D_r`` over which rotational diffusion decorrelates the heading, over the time
+    ``2R/v`` the swimmer needs to cover one body length: the persistence length ``v/D_r`` in body
+    lengths. ``Pe_rot ≫ 1``: straight swimming over many body lengths; ``Pe_rot ≪ 1``: the
+    heading is lost before the swimmer covers its own size. ``D_r`` is for rotation about an
+    axis perpendicular to the director (:func:`~ntkbook.swarm.physics.diffusion_coefficients`).
     """
     radius = np.asarray(radius_um, np.float64)
     speed = np.asarray(speed_body_lengths, np.float64) * 2.0 * radius
-    d_r = np.vectorize(lambda r: ph.diffusion_coefficients(r, temperature_K, shape=shape)[1])(
-        radius
-    )
-    return speed / (2.0 * radius * d_r)
+    return speed / (2.0 * radius * _diffusion(radius, temperature_K, shape, 1))
+
+
+def translational_peclet(radius_um, speed_body_lengths, temperature_K=300.0, shape="sphere"):
+    """``Pe_trans = 2R · v / D_t``: the time ``(2R)²/D_t`` to diffuse one body length over the
+    time ``2R/v`` to swim it.
+
+    ``D_t`` is the in-plane translational diffusion coefficient (the mean of the parallel and
+    perpendicular ones for a spheroid). At a fixed speed in body lengths per second
+    ``Pe_trans ∝ R³`` for a sphere, like ``Pe_rot``.
+    """
+    radius = np.asarray(radius_um, np.float64)
+    speed = np.asarray(speed_body_lengths, np.float64) * 2.0 * radius
+    return 2.0 * radius * speed / _diffusion(radius, temperature_K, shape, 0)
+
+
+def peclet_one_radius(speed_body_lengths, temperature_K=300.0, shape="sphere"):
+    """The radius ``R₁`` (µm) at which ``Pe_rot = 1`` for a speed in body lengths per second.
+
+    At a fixed shape and speed in body lengths per second ``D_r ∝ R⁻³``, so ``Pe_rot ∝ R³`` and
+    ``R₁ = R · Pe_rot(R)^(−1/3)`` for any ``R`` (1 µm is used).
+    """
+    return rotational_peclet(1.0, speed_body_lengths, temperature_K, shape) ** (-1.0 / 3.0)
+
+
+def success_boundary(success, radii: Sequence[float], level: float = 0.5) -> np.ndarray:
+    """Per line of ``success`` (radius on the last axis), the smallest swept radius from which
+    the success rate is at least ``level`` at that and every larger swept radius; NaN where the
+    largest radius stays below ``level``."""
+    success = np.asarray(success, np.float64)
+    radii = np.asarray(radii, np.float64)
+    if radii.shape != success.shape[-1:]:
+        raise ValueError(f"radii has shape {radii.shape}, success has {success.shape}")
+    order = np.argsort(radii)
+    above = success[..., order] >= level
+    # from each radius upwards, is every swept radius above the level?
+    holds = np.flip(np.cumprod(np.flip(above, -1), axis=-1), -1).astype(bool)
+    first = np.argmax(holds, axis=-1)
+    return np.where(holds.any(axis=-1), radii[order][first], np.nan)
 
 
 def active_brownian_ratio(
@@ -181,9 +295,7 @@ def active_brownian_ratio(
         raise ValueError(f"decision_interval must be positive, got {decision_interval!r}")
     radius = np.asarray(radius_um, np.float64)
     speed = np.asarray(speed_body_lengths, np.float64) * 2.0 * radius
-    d_t = np.vectorize(lambda r: ph.diffusion_coefficients(r, temperature_K, shape=shape)[0])(
-        radius
-    )
+    d_t = _diffusion(radius, temperature_K, shape, 0)
     return speed * decision_interval / np.sqrt(4.0 * d_t * decision_interval)
 
 

@@ -32,7 +32,7 @@ sphere of equal volume). With ``S`` Perrin's shape integral,
     S = 2 ln[(a_∥ + ξ)/a_⊥] / ξ,   ξ = √(a_∥² − a_⊥²)            (prolate)
     S = 2 arctan[ξ/a_∥] / ξ,       ξ = √(a_⊥² − a_∥²)            (oblate)
 
-The simulator follows jax-md's shape: :func:`init_swimmers` makes a small frozen state,
+The simulator follows jax-md's shape: :func:`init_colloids` makes a small frozen state,
 :func:`step` advances it by one integrator step and :func:`advance` by many; all physical
 parameters live in a :class:`Physics` pytree, so a sweep over radius, temperature or shape is a
 ``jax.vmap`` over it.
@@ -53,14 +53,14 @@ __all__ = [
     "WATER_VISCOSITY",
     "SHAPES",
     "BOUNDARIES",
-    "Swimmers",
+    "ColloidState",
     "Physics",
     "aspect_ratio_of",
     "thermal_energy",
     "friction_coefficients",
     "diffusion_coefficients",
     "make_physics",
-    "init_swimmers",
+    "init_colloids",
     "minimum_image",
     "wca_forces",
     "step",
@@ -78,7 +78,7 @@ _SPHERE_TOLERANCE = 1e-2  # |p − 1| below which Stokes replaces Perrin (they d
 
 
 @struct.dataclass
-class Swimmers:
+class ColloidState:
     """State of ``n`` colloids: ``positions`` (..., n, 2) in µm, ``orientations`` (..., n), rad."""
 
     positions: jax.Array
@@ -252,7 +252,8 @@ def make_physics(
     """A :class:`Physics` from physical parameters (traceable; arrays give a batch to ``vmap``).
 
     ``wca_epsilon`` defaults to ``k_B T`` and ``wca_sigma`` to ``2 R``. Validation of concrete
-    values is done by :func:`ntkbook.swarm.tasks.swimmer` and :func:`diffusion_coefficients`.
+    values is done by :func:`ntkbook.swarm.tasks.swimmer_parameters` and
+    :func:`diffusion_coefficients`.
     """
     if boundary not in BOUNDARIES:
         raise ValueError(f"unknown boundary {boundary!r}; choose one of {', '.join(BOUNDARIES)}")
@@ -272,7 +273,7 @@ def make_physics(
     )
 
 
-def init_swimmers(key: jax.Array, n: int, center, radius_um: float) -> Swimmers:
+def init_colloids(key: jax.Array, n: int, center, radius_um: float) -> ColloidState:
     """``n`` colloids placed uniformly in a disc of radius ``radius_um`` around ``center``,
     orientations uniform in ``[0, 2π)``."""
     k_r, k_phi, k_theta = jax.random.split(key, 3)
@@ -282,15 +283,13 @@ def init_swimmers(key: jax.Array, n: int, center, radius_um: float) -> Swimmers:
         [r * jnp.cos(phi), r * jnp.sin(phi)], axis=-1
     )
     orientations = jax.random.uniform(k_theta, (n,), maxval=2 * jnp.pi)
-    return Swimmers(positions, orientations)
+    return ColloidState(positions, orientations)
 
 
-def minimum_image(displacement: jax.Array, physics: Physics) -> jax.Array:
-    """Displacement vectors folded into ``[−L/2, L/2)`` for a periodic box, unchanged for walls."""
-    if physics.boundary != "periodic":
-        return displacement
-    L = physics.box_length
-    return displacement - L * jnp.round(displacement / L)
+def minimum_image(displacement: jax.Array, box_length) -> jax.Array:
+    """Displacement vectors of a periodic box of side ``L`` folded to their nearest image,
+    ``d − L·round(d/L)`` (each component in ``[−L/2, L/2]``)."""
+    return displacement - box_length * jnp.round(displacement / box_length)
 
 
 def wca_forces(positions: jax.Array, physics: Physics) -> jax.Array:
@@ -298,7 +297,9 @@ def wca_forces(positions: jax.Array, physics: Physics) -> jax.Array:
 
     ``U(d) = 4ε[(σ/d)¹² − (σ/d)⁶] + ε`` for ``d < 2^(1/6) σ``, zero beyond; ``F_i = −∂U/∂r_i``.
     """
-    d_vec = minimum_image(positions[:, None, :] - positions[None, :, :], physics)
+    d_vec = positions[:, None, :] - positions[None, :, :]
+    if physics.boundary == "periodic":
+        d_vec = minimum_image(d_vec, physics.box_length)
     d2 = jnp.sum(d_vec**2, axis=-1)
     n = positions.shape[0]
     eye = jnp.eye(n, dtype=bool)
@@ -320,13 +321,13 @@ def _apply_boundary(positions: jax.Array, physics: Physics) -> jax.Array:
 
 
 def step(
-    state: Swimmers,
+    state: ColloidState,
     noise: jax.Array,
     speed,
     angular_velocity,
     physics: Physics,
     dt: float,
-) -> Swimmers:
+) -> ColloidState:
     """One Euler–Maruyama step of length ``dt`` (s); the update is in the module docstring.
 
     Args:
@@ -357,18 +358,18 @@ def step(
         + angular_velocity * dt
         + jnp.sqrt(2.0 * physics.diffusion_rotation * dt) * noise[..., 2]
     )
-    return Swimmers(positions, jnp.mod(orientations, 2 * jnp.pi))
+    return ColloidState(positions, jnp.mod(orientations, 2 * jnp.pi))
 
 
 def advance(
-    state: Swimmers,
+    state: ColloidState,
     key: jax.Array,
     speed,
     angular_velocity,
     physics: Physics,
     dt: float,
     n_steps: int,
-) -> Swimmers:
+) -> ColloidState:
     """``n_steps`` integrator steps of length ``dt`` at constant ``speed`` and ``angular_velocity``.
 
     With interactions or walls, :func:`step` runs in a ``lax.scan``. Free colloids in a
@@ -422,18 +423,18 @@ def advance(
     )
     positions = _apply_boundary(state.positions + moves, physics)
     orientations = jnp.mod(state.orientations + jnp.sum(dtheta, axis=-1), 2 * jnp.pi)
-    return Swimmers(positions, orientations)
+    return ColloidState(positions, orientations)
 
 
 def advance_stepwise(
-    state: Swimmers,
+    state: ColloidState,
     key: jax.Array,
     speed,
     angular_velocity,
     physics: Physics,
     dt: float,
     n_steps: int,
-) -> Swimmers:
+) -> ColloidState:
     """``n_steps`` calls of :func:`step` in a ``lax.scan`` (three normals per colloid and step).
 
     :func:`advance` runs this with interactions or walls; for free colloids it is the

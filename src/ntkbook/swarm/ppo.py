@@ -1,12 +1,12 @@
 """Multi-agent PPO: one policy shared by all agents, the whole training run one jitted function.
 
 Shape of PureJaxRL's ``ppo.py``: :func:`make_train` takes the static configuration and returns
-``train(key, params) -> TrainResult``; the run is a ``lax.scan`` over updates, each update a
+``train(key, params) -> TrainedPolicy``; the run is a ``lax.scan`` over updates, each update a
 rollout (``lax.scan`` over decisions, ``vmap`` over environments; inside each environment the
 agents act independently with the shared actor, a ``vmap`` over agents in effect), then
 ``update_epochs`` passes over shuffled minibatches. ``jax.vmap(train)`` over keys trains many
-seeds at once; over a :class:`~ntkbook.swarm.tasks.Swimmer` batch it trains a sweep over
-radius, speed, temperature and shape (aspect ratio) at once.
+seeds at once; over a :class:`~ntkbook.swarm.tasks.SwimmerParameters` batch it trains a sweep
+over radius, speed, temperature and shape (aspect ratio) at once.
 
 Algorithm (Schulman et al. 2017, 2016), per agent-decision ``t``:
 
@@ -20,79 +20,43 @@ Algorithm (Schulman et al. 2017, 2016), per agent-decision ``t``:
 (truncation) the value is bootstrapped from it, only a true terminal stops the bootstrap. The
 gradient is clipped to a global norm and applied with Adam.
 
-Interface for kernel studies (eNTK of the actor during training):
-
-- ``Actor(hidden, n_actions)`` is the Flax module; ``actor_apply(actor_params, observations)``
-  maps observations of shape ``(N, observation_size)`` (``observation_size = 1`` for chemotaxis:
-  the scaled concentration change) to logits ``(N, 4)``; ``Critic`` / ``critic_apply`` give
-  values ``(N,)``. :func:`observation_grid` returns a fixed ``(N, 1)`` probe batch.
-- ``PPOConfig(snapshot_every=k)`` makes ``train`` return ``TrainResult.snapshots``: the actor and
-  critic parameters *before* updates ``0, k, 2k, …`` (stacked along a leading axis, with their
-  ``update`` indices), next to the per-update ``metrics``; ``n_updates`` must then be a multiple
-  of ``k``. ``jax.tree_util.tree_map(lambda a: a[i], result.snapshots["actor"])`` is snapshot
-  ``i``.
+The networks, :class:`~ntkbook.swarm.policy.TrainedPolicy` and deployment live in
+:mod:`.policy`; ``PPOConfig(snapshot_every=k)`` makes ``train`` keep snapshots of the networks
+before every ``k``-th update (``n_updates`` must then be a multiple of ``k``). This is not the
+loss of the chemotaxis paper's run scripts, which is :mod:`.policy_gradient`.
 
 Example::
 
     env = EnvConfig(n_agents=10)
     config = PPOConfig(n_updates=200, snapshot_every=20)
-    result = jax.jit(make_train(env, config))(jax.random.key(0), swimmer(radius_um=1.0))
+    train = jax.jit(make_train(env, config))
+    result = train(jax.random.key(0), swimmer_parameters(radius_um=1.0))
     logits = actor_apply(result.actor_params, observation_grid(64))
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from ntkbook.swarm import tasks as tk
+from ntkbook.swarm.policy import (
+    TrainedPolicy,
+    actor_apply,
+    critic_apply,
+    init_networks,
+    scan_updates,
+)
 
 __all__ = [
-    "Actor",
-    "Critic",
     "PPOConfig",
-    "TrainResult",
-    "actor_apply",
-    "critic_apply",
-    "observation_grid",
-    "init_networks",
     "gae",
     "ppo_loss",
     "make_train",
-    "policy_probabilities",
-    "deploy",
 ]
-
-
-class Actor(nn.Module):
-    """Policy network: ``[Dense(w) → ReLU]* → Dense(n_actions)`` logits."""
-
-    hidden: Sequence[int] = (128, 128)
-    n_actions: int = len(tk.ACTIONS)
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(self.n_actions)(x)
-
-
-class Critic(nn.Module):
-    """Value network: ``[Dense(w) → ReLU]* → Dense(1)``, squeezed to one value per sample."""
-
-    hidden: Sequence[int] = (128, 128)
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(1)(x)[..., 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,60 +113,6 @@ class PPOConfig:
                 f"n_updates {self.n_updates} must be a multiple of snapshot_every "
                 f"{self.snapshot_every}"
             )
-
-
-class TrainResult(NamedTuple):
-    """Trained parameters, per-update ``metrics`` (arrays of length ``n_updates``) and
-    ``snapshots`` (``{"update", "actor", "critic"}`` stacked, empty dict without snapshots)."""
-
-    actor_params: dict
-    critic_params: dict
-    metrics: dict
-    snapshots: dict
-
-
-def actor_apply(actor_params, observations: jax.Array) -> jax.Array:
-    """Logits ``(N, n_actions)`` of the actor for observations ``(N, observation_size)``.
-
-    The architecture is read from the parameters, so any ``Actor(hidden)`` works.
-    """
-    return _actor_from(actor_params).apply(actor_params, observations)
-
-
-def critic_apply(critic_params, observations: jax.Array) -> jax.Array:
-    """Values ``(N,)`` of the critic for observations ``(N, observation_size)``."""
-    return _critic_from(critic_params).apply(critic_params, observations)
-
-
-def _hidden_from(params) -> tuple[int, ...]:
-    layers = params["params"]
-    names = sorted(layers, key=lambda s: int(s.split("_")[-1]))
-    return tuple(int(layers[n]["kernel"].shape[-1]) for n in names[:-1])
-
-
-def _actor_from(params) -> Actor:
-    layers = params["params"]
-    last = max(layers, key=lambda s: int(s.split("_")[-1]))
-    return Actor(_hidden_from(params), int(layers[last]["kernel"].shape[-1]))
-
-
-def _critic_from(params) -> Critic:
-    return Critic(_hidden_from(params))
-
-
-def observation_grid(n: int = 64, low: float = -1.0, high: float = 1.0) -> jax.Array:
-    """A fixed probe batch ``(n, 1)`` of observations ``o`` evenly spaced in ``[low, high]``."""
-    return jnp.linspace(low, high, n, dtype=jnp.float32)[:, None]
-
-
-def init_networks(key: jax.Array, config: PPOConfig, observation_size: int = 1):
-    """Initial ``(actor_params, critic_params)``."""
-    k_actor, k_critic = jax.random.split(key)
-    dummy = jnp.zeros((1, observation_size), jnp.float32)
-    return (
-        Actor(config.hidden).init(k_actor, dummy),
-        Critic(config.hidden).init(k_critic, dummy),
-    )
 
 
 def gae(
@@ -270,9 +180,10 @@ def ppo_loss(networks: dict, batch: dict, config: PPOConfig) -> tuple[jax.Array,
 
 
 def make_train(env_config: tk.EnvConfig, config: PPOConfig):
-    """Build ``train(key, params) -> TrainResult`` (pure; wrap in ``jax.jit`` / ``jax.vmap``).
+    """Build ``train(key, params) -> TrainedPolicy`` (pure; wrap in ``jax.jit`` / ``jax.vmap``).
 
-    ``params`` is a :class:`~ntkbook.swarm.tasks.Swimmer` (one system; ``vmap`` for a batch).
+    ``params`` is a :class:`~ntkbook.swarm.tasks.SwimmerParameters` (one system; ``vmap`` for
+    a batch).
     Metrics per update: ``mean_reward`` (per agent and decision), the losses of the last
     minibatch pass, ``entropy``, ``approx_kl``, ``clip_fraction`` and ``action_fractions``
     ``(n_updates, n_actions)``.
@@ -291,9 +202,9 @@ def make_train(env_config: tk.EnvConfig, config: PPOConfig):
     )
     n_actions = len(tk.ACTIONS)
 
-    def train(key: jax.Array, params: tk.Swimmer) -> TrainResult:
+    def train(key: jax.Array, params: tk.SwimmerParameters) -> TrainedPolicy:
         k_init, k_env, k_run = jax.random.split(key, 3)
-        actor_params, critic_params = init_networks(k_init, config, task.observation_size)
+        actor_params, critic_params = init_networks(k_init, config.hidden, task.observation_size)
         networks = {"actor": actor_params, "critic": critic_params}
         opt_state = optimizer.init(networks)
         env_states, observations = jax.vmap(tk.reset, in_axes=(0, None, None))(
@@ -385,54 +296,10 @@ def make_train(env_config: tk.EnvConfig, config: PPOConfig):
             return (networks, opt_state, env_states, obs), metrics
 
         carry = (networks, opt_state, env_states, observations)
-        update_keys = jax.random.split(k_run, config.n_updates)
-        if not config.snapshot_every:
-            carry, metrics = jax.lax.scan(update, carry, update_keys)
-            snapshots = {}
-        else:
-            n_chunks = config.n_updates // config.snapshot_every
-
-            def chunk(carry, keys):
-                before = carry[0]
-                carry, metrics = jax.lax.scan(update, carry, keys)
-                return carry, (before, metrics)
-
-            carry, (snapped, metrics) = jax.lax.scan(
-                chunk, carry, update_keys.reshape(n_chunks, config.snapshot_every)
-            )
-            metrics = jax.tree_util.tree_map(
-                lambda a: a.reshape(config.n_updates, *a.shape[2:]), metrics
-            )
-            snapshots = {
-                "update": jnp.arange(n_chunks) * config.snapshot_every,
-                "actor": snapped["actor"],
-                "critic": snapped["critic"],
-            }
+        carry, metrics, snapshots = scan_updates(
+            update, carry, k_run, config.n_updates, config.snapshot_every
+        )
         networks = carry[0]
-        return TrainResult(networks["actor"], networks["critic"], metrics, snapshots)
+        return TrainedPolicy(networks["actor"], networks["critic"], metrics, snapshots)
 
     return train
-
-
-def policy_probabilities(actor_params, observations: jax.Array) -> jax.Array:
-    """``π(a | o) = softmax(actor(o))``, shape ``(N, n_actions)``: the policy map."""
-    return jax.nn.softmax(actor_apply(actor_params, observations), axis=-1)
-
-
-def deploy(
-    key: jax.Array,
-    actor_params,
-    env_config: tk.EnvConfig,
-    params: tk.Swimmer,
-    n_decisions: int,
-    greedy: bool = False,
-) -> tk.Trajectory:
-    """Run the trained policy for ``n_decisions`` (no resets): actions sampled from
-    ``π(·|o)``, or its most probable action with ``greedy``. Jittable with ``env_config``,
-    ``n_decisions`` and ``greedy`` static; ``vmap`` over keys, parameters or actor parameters."""
-
-    def policy(k, obs):
-        logits = actor_apply(actor_params, obs)
-        return jnp.argmax(logits, -1) if greedy else jax.random.categorical(k, logits)
-
-    return tk.rollout(key, policy, env_config, params, n_decisions)

@@ -19,9 +19,16 @@ of the action taken at ``t`` is computed after the physics has run, not one deci
 600°/s, i.e. 60° per 0.1 s decision) and ``do_nothing`` (passive). Between decisions the physics
 runs ``decision_interval/integrator_step`` integrator steps with the action held fixed.
 
-**Environment** (gymnax-shaped pure functions): :func:`reset` and :func:`env_step` take an
-explicit key, a static :class:`EnvConfig` and a :class:`Swimmer` pytree of physical parameters
-(radius, temperature, shape, speed, viscosity) over which everything can be ``vmap``-ed.
+**Environment** (gymnax-shaped pure functions): :func:`reset`, :func:`transition` (one decision,
+never resetting: a continuous trajectory) and :func:`env_step` (the same with a reset at the
+time limit) take an explicit key, a static :class:`EnvConfig` and a :class:`SwimmerParameters`
+pytree of physical parameters (radius, temperature, shape, speed, viscosity) over which
+everything can be ``vmap``-ed.
+
+**Controllers** are :data:`Policy` functions run by :func:`rollout`: :func:`random_policy`,
+:func:`run_and_rotate_policy` (hand-written, sees only the observation) and
+:func:`steer_to_source_policy` (classical, knows where the source is); a trained actor is
+wrapped into one by :func:`ntkbook.swarm.policy.deploy`.
 """
 
 from __future__ import annotations
@@ -40,10 +47,14 @@ from ntkbook.swarm import physics as ph
 
 __all__ = [
     "ACTIONS",
+    "TRANSLATE",
+    "ROTATE_CLOCKWISE",
+    "ROTATE_COUNTERCLOCKWISE",
+    "DO_NOTHING",
     "TASKS",
     "Task",
-    "Swimmer",
-    "swimmer",
+    "SwimmerParameters",
+    "swimmer_parameters",
     "EnvConfig",
     "EnvState",
     "StepOutput",
@@ -58,17 +69,21 @@ __all__ = [
     "concentration_change",
     "chemotaxis_reward",
     "reset",
+    "transition",
     "env_step",
+    "Policy",
     "rollout",
     "random_policy",
-    "classical_chemotaxis_policy",
+    "run_and_rotate_policy",
+    "steer_to_source_policy",
 ]
 
 ACTIONS = ("translate", "rotate_clockwise", "rotate_counterclockwise", "do_nothing")
+TRANSLATE, ROTATE_CLOCKWISE, ROTATE_COUNTERCLOCKWISE, DO_NOTHING = range(len(ACTIONS))
 
 
 @struct.dataclass
-class Swimmer:
+class SwimmerParameters:
     """Physical parameters of the agents; every field may be an array to ``vmap`` over.
 
     Attributes:
@@ -86,15 +101,15 @@ class Swimmer:
     viscosity: jax.Array
 
 
-def swimmer(
+def swimmer_parameters(
     radius_um=1.0,
     speed_body_lengths=2.0,
     temperature_K=300.0,
     shape: str | Sequence[str] = "sphere",
     aspect_ratio=None,
     viscosity=ph.WATER_VISCOSITY,
-) -> Swimmer:
-    """A validated :class:`Swimmer`; array arguments (broadcast together) give a batch.
+) -> SwimmerParameters:
+    """A validated :class:`SwimmerParameters`; array arguments (broadcast together) give a batch.
 
     ``shape`` is ``"sphere"``, ``"prolate"`` or ``"oblate"`` (or a sequence of them, one per
     batch element); the aspect ratio defaults to 1, 3 and 1/3 respectively.
@@ -123,7 +138,7 @@ def swimmer(
         speed,
         np.asarray(viscosity, np.float64),
     )
-    return Swimmer(*(jnp.asarray(a, jnp.float32) for a in arrays))
+    return SwimmerParameters(*(jnp.asarray(a, jnp.float32) for a in arrays))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,8 +207,8 @@ class EnvConfig:
 class Task(NamedTuple):
     """A task: observable and reward as plain functions of (previous, now, config)."""
 
-    observe: Callable[[ph.Swimmers, ph.Swimmers, EnvConfig], jax.Array]
-    reward: Callable[[ph.Swimmers, ph.Swimmers, EnvConfig], jax.Array]
+    observe: Callable[[ph.ColloidState, ph.ColloidState, EnvConfig], jax.Array]
+    reward: Callable[[ph.ColloidState, ph.ColloidState, EnvConfig], jax.Array]
     observation_size: int
 
 
@@ -206,7 +221,7 @@ def distance_to_source(positions: jax.Array, config: EnvConfig) -> jax.Array:
     """Distance (µm) from each position (..., 2) to the source, minimum image if periodic."""
     d = positions - source_position(config)
     if config.boundary == "periodic":
-        d = d - config.box_length * jnp.round(d / config.box_length)
+        d = ph.minimum_image(d, config.box_length)
     return jnp.sqrt(jnp.sum(d**2, axis=-1))
 
 
@@ -215,13 +230,17 @@ def concentration(positions: jax.Array, config: EnvConfig) -> jax.Array:
     return config.box_length / distance_to_source(positions, config)
 
 
-def concentration_change(previous: ph.Swimmers, now: ph.Swimmers, config: EnvConfig) -> jax.Array:
+def concentration_change(
+    previous: ph.ColloidState, now: ph.ColloidState, config: EnvConfig
+) -> jax.Array:
     """Observable ``o = observable_scale · [c(now) − c(previous)]``, shape (n_agents, 1)."""
     delta = concentration(now.positions, config) - concentration(previous.positions, config)
     return (config.observable_scale * delta)[:, None]
 
 
-def chemotaxis_reward(previous: ph.Swimmers, now: ph.Swimmers, config: EnvConfig) -> jax.Array:
+def chemotaxis_reward(
+    previous: ph.ColloidState, now: ph.ColloidState, config: EnvConfig
+) -> jax.Array:
     """Reward ``R = clip(reward_scale · [c(now) − c(previous)], 0, ∞)``, shape (n_agents,)."""
     delta = concentration(now.positions, config) - concentration(previous.positions, config)
     return jnp.maximum(config.reward_scale * delta, 0.0)
@@ -251,12 +270,12 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
 
 
-def swim_speed(params: Swimmer) -> jax.Array:
+def swim_speed(params: SwimmerParameters) -> jax.Array:
     """Swim speed ``v = speed_body_lengths · 2R`` in µm/s."""
     return params.speed_body_lengths * 2.0 * params.radius_um
 
 
-def physics_of(params: Swimmer, config: EnvConfig) -> ph.Physics:
+def physics_of(params: SwimmerParameters, config: EnvConfig) -> ph.Physics:
     """The :class:`~ntkbook.swarm.physics.Physics` of ``params`` in the box of ``config``."""
     return ph.make_physics(
         radius_um=params.radius_um,
@@ -273,8 +292,8 @@ def physics_of(params: Swimmer, config: EnvConfig) -> ph.Physics:
 class EnvState:
     """Colloids now, at the previous decision, and the decision index within the episode."""
 
-    swimmers: ph.Swimmers
-    previous: ph.Swimmers
+    colloids: ph.ColloidState
+    previous: ph.ColloidState
     time: jax.Array
 
 
@@ -293,49 +312,74 @@ class StepOutput(NamedTuple):
     final_observation: jax.Array
 
 
-def reset(key: jax.Array, config: EnvConfig, params: Swimmer) -> tuple[EnvState, jax.Array]:
+def reset(
+    key: jax.Array, config: EnvConfig, params: SwimmerParameters
+) -> tuple[EnvState, jax.Array]:
     """A new episode: agents uniform in the start disc; first observation (no change yet) is 0."""
     del params  # the start does not depend on the swimmer; kept for a uniform signature
-    swimmers = ph.init_swimmers(key, config.n_agents, source_position(config), config.start_radius)
-    state = EnvState(swimmers, swimmers, jnp.zeros((), jnp.int32))
-    return state, get_task(config.task).observe(swimmers, swimmers, config)
+    colloids = ph.init_colloids(key, config.n_agents, source_position(config), config.start_radius)
+    state = EnvState(colloids, colloids, jnp.zeros((), jnp.int32))
+    return state, get_task(config.task).observe(colloids, colloids, config)
 
 
-def _physics_of_actions(actions: jax.Array, params: Swimmer, config: EnvConfig):
+def _physics_of_actions(actions: jax.Array, params: SwimmerParameters, config: EnvConfig):
     v = swim_speed(params)
     omega = jnp.deg2rad(config.turn_rate_deg)
-    speed = jnp.where(actions == 0, v, 0.0)
-    angular = jnp.where(actions == 1, -omega, jnp.where(actions == 2, omega, 0.0))
+    speed = jnp.where(actions == TRANSLATE, v, 0.0)
+    angular = jnp.where(
+        actions == ROTATE_CLOCKWISE,
+        -omega,
+        jnp.where(actions == ROTATE_COUNTERCLOCKWISE, omega, 0.0),
+    )
     return speed, angular
 
 
-def env_step(
-    key: jax.Array, state: EnvState, actions: jax.Array, config: EnvConfig, params: Swimmer
-) -> tuple[EnvState, StepOutput]:
-    """Hold ``actions`` (n_agents,) for one decision interval, then observe and reward.
+def transition(
+    key: jax.Array,
+    state: EnvState,
+    actions: jax.Array,
+    config: EnvConfig,
+    params: SwimmerParameters,
+) -> tuple[EnvState, jax.Array, jax.Array]:
+    """Hold ``actions`` (n_agents,) for one decision interval; never resets.
 
-    At the time limit the episode is truncated and reset automatically (the returned
-    observation starts the next episode; ``final_observation`` is the true next one).
+    Returns the new state, the observation the action led to ``(n_agents, obs)`` and its
+    reward ``(n_agents,)``. One continuous trajectory is a ``lax.scan`` of this function.
     """
     task = get_task(config.task)
-    k_physics, k_reset = jax.random.split(key)
     speed, angular = _physics_of_actions(actions, params, config)
     now = ph.advance(
-        state.swimmers,
-        k_physics,
+        state.colloids,
+        key,
         speed,
         angular,
         physics_of(params, config),
         config.integrator_step,
         config.n_substeps,
     )
-    observation = task.observe(state.swimmers, now, config)
-    reward = task.reward(state.swimmers, now, config)
-    time = state.time + 1
-    truncated = time >= config.episode_length
+    observation = task.observe(state.colloids, now, config)
+    reward = task.reward(state.colloids, now, config)
+    return EnvState(now, state.colloids, state.time + 1), observation, reward
+
+
+def env_step(
+    key: jax.Array,
+    state: EnvState,
+    actions: jax.Array,
+    config: EnvConfig,
+    params: SwimmerParameters,
+) -> tuple[EnvState, StepOutput]:
+    """:func:`transition`, then a reset at the time limit (``episode_length`` decisions).
+
+    At the time limit the episode is truncated and reset automatically (the returned
+    observation starts the next episode; ``final_observation`` is the true next one).
+    """
+    k_physics, k_reset = jax.random.split(key)
+    stepped, observation, reward = transition(k_physics, state, actions, config, params)
+    truncated = stepped.time >= config.episode_length
     fresh_state, fresh_observation = reset(k_reset, config, params)
     next_state = jax.tree_util.tree_map(
-        lambda a, b: jnp.where(truncated, a, b), fresh_state, EnvState(now, state.swimmers, time)
+        lambda a, b: jnp.where(truncated, a, b), fresh_state, stepped
     )
     n = config.n_agents
     return next_state, StepOutput(
@@ -358,38 +402,42 @@ class Trajectory(NamedTuple):
     rewards: jax.Array
 
 
+Policy = Callable[[jax.Array, jax.Array, ph.ColloidState, EnvConfig], jax.Array]
+"""A controller ``policy(key, observations, colloids, config) -> actions (n_agents,)``.
+
+``observations`` is what the agents see ``(n_agents, obs)``; ``colloids`` is the full state, which
+only a controller that is not restricted to the observation (:func:`steer_to_source_policy`) reads.
+"""
+
+
 def rollout(
     key: jax.Array,
-    policy: Callable[[jax.Array, jax.Array], jax.Array],
+    policy: Policy,
     config: EnvConfig,
-    params: Swimmer,
+    params: SwimmerParameters,
     n_decisions: int,
 ) -> Trajectory:
-    """Deploy ``policy(key, observations) -> actions`` for ``n_decisions`` without resets.
+    """Deploy ``policy`` (a :data:`Policy`) for ``n_decisions`` without resets.
 
-    Jittable with ``policy`` and ``n_decisions`` static (``jax.jit(rollout, static_argnums=(1,
-    2, 4))``); ``vmap`` over ``key`` or ``params`` gives many deployments at once.
+    Jittable with ``policy``, ``config`` and ``n_decisions`` static (``jax.jit(rollout,
+    static_argnums=(1, 2, 4))``); ``vmap`` over ``key`` or ``params`` gives many deployments at
+    once.
     """
-    task = get_task(config.task)
-    physics = physics_of(params, config)
     k_reset, k_run = jax.random.split(key)
     state, observation = reset(k_reset, config, params)
 
     def body(carry, k):
-        swimmers, obs = carry
+        state, obs = carry
         k_policy, k_physics = jax.random.split(k)
-        actions = policy(k_policy, obs)
-        speed, angular = _physics_of_actions(actions, params, config)
-        now = ph.advance(
-            swimmers, k_physics, speed, angular, physics, config.integrator_step, config.n_substeps
-        )
-        out = (now.positions, now.orientations, obs, actions, task.reward(swimmers, now, config))
-        return (now, task.observe(swimmers, now, config)), out
+        actions = policy(k_policy, obs, state.colloids, config)
+        state, next_obs, reward = transition(k_physics, state, actions, config, params)
+        now = state.colloids
+        return (state, next_obs), (now.positions, now.orientations, obs, actions, reward)
 
+    start = state.colloids
     _, (positions, orientations, observations, actions, rewards) = jax.lax.scan(
-        body, (state.swimmers, observation), jax.random.split(k_run, n_decisions)
+        body, (state, observation), jax.random.split(k_run, n_decisions)
     )
-    start = state.swimmers
     return Trajectory(
         positions=jnp.concatenate([start.positions[None], positions]),
         orientations=jnp.concatenate([start.orientations[None], orientations]),
@@ -399,16 +447,46 @@ def rollout(
     )
 
 
-def random_policy(key: jax.Array, observations: jax.Array) -> jax.Array:
+def random_policy(
+    key: jax.Array, observations: jax.Array, colloids: ph.ColloidState, config: EnvConfig
+) -> jax.Array:
     """Each agent picks one of the four actions uniformly at random."""
+    del colloids, config
     return jax.random.randint(key, observations.shape[:1], 0, len(ACTIONS))
 
 
-def classical_chemotaxis_policy(key: jax.Array, observations: jax.Array) -> jax.Array:
-    """A hand-written controller: swim while the concentration did not fall, else turn.
+def run_and_rotate_policy(
+    key: jax.Array, observations: jax.Array, colloids: ph.ColloidState, config: EnvConfig
+) -> jax.Array:
+    """A hand-written controller that sees only the observation: swim while the concentration
+    did not fall, otherwise turn.
 
-    ``translate`` if ``o ≥ 0``, otherwise ``rotate_counterclockwise`` (a 60° tumble at the
-    default turn rate); deterministic, ``key`` unused.
+    ``translate`` if ``o ≥ 0``, otherwise ``rotate_counterclockwise`` (60° per decision at the
+    default turn rate); deterministic.
     """
-    del key
-    return jnp.where(observations[:, 0] >= 0.0, 0, 2).astype(jnp.int32)
+    del key, colloids, config
+    return jnp.where(observations[:, 0] >= 0.0, TRANSLATE, ROTATE_COUNTERCLOCKWISE).astype(
+        jnp.int32
+    )
+
+
+def steer_to_source_policy(
+    key: jax.Array, observations: jax.Array, colloids: ph.ColloidState, config: EnvConfig
+) -> jax.Array:
+    """A classical controller that knows where the source is (it reads the full state).
+
+    With ``δ`` the angle from the agent's heading to the direction of the source (minimum image
+    in a periodic box), wrapped to ``(−π, π]``, and ``Δφ`` the turn of one decision (turn rate ×
+    decision interval): ``translate`` if ``|δ| ≤ Δφ/2``, else rotate towards the source
+    (counter-clockwise for ``δ > 0``). It bounds what steering can achieve with these actions.
+    """
+    del key, observations
+    to_source = source_position(config) - colloids.positions
+    if config.boundary == "periodic":
+        to_source = ph.minimum_image(to_source, config.box_length)
+    heading_error = jnp.angle(
+        jnp.exp(1j * (jnp.arctan2(to_source[:, 1], to_source[:, 0]) - colloids.orientations))
+    )
+    half_turn = 0.5 * math.radians(config.turn_rate_deg) * config.decision_interval
+    turn = jnp.where(heading_error > 0.0, ROTATE_COUNTERCLOCKWISE, ROTATE_CLOCKWISE)
+    return jnp.where(jnp.abs(heading_error) <= half_turn, TRANSLATE, turn).astype(jnp.int32)
