@@ -7,6 +7,8 @@ from ntkbook.nanopore.cwt import (
     cwt,
     padded_length,
     peak_frequency,
+    resize_taps,
+    resize_weights,
     scaleogram,
     scales_for_frequencies,
     wavelet_fourier,
@@ -116,3 +118,53 @@ def test_sinusoid_peaks_in_the_row_of_its_frequency(f0):
 def test_bad_input(signal, scales, wavelet, match):
     with pytest.raises(ValueError, match=match):
         cwt(signal, scales, wavelet)
+
+
+@pytest.mark.parametrize("n", [300, 1000, 1537])
+def test_gmw_matches_ssqueezepy_ssq_cwt(n):
+    """The authors' transform: ssqueezepy ``ssq_cwt`` with the ``gmw`` wavelet (γ = 3, β = 60,
+    L1 norm) at 1 MHz; its CWT output against ours on the same scales, to 1e-5 of the largest
+    coefficient (float64 reference, float32 here)."""
+    ssqueezepy = pytest.importorskip("ssqueezepy")
+    rng = np.random.default_rng(n)
+    x = np.cumsum(rng.standard_normal(n)) / 10 + np.sin(0.2 * np.arange(n))
+    scales = np.geomspace(1.0, n / 2, 64)
+    _, reference, *_ = ssqueezepy.ssq_cwt(
+        x, wavelet=("gmw", {"dtype": "float64"}), scales=scales, fs=1e6
+    )
+    ours = np.asarray(cwt(x.astype(np.float32), scales, "gmw"))
+    assert ours.shape == reference.shape == (64, n)
+    assert np.max(np.abs(ours - reference)) <= 1e-5 * np.max(np.abs(reference))
+    # The wavelet itself: peak 2 at ω_c = (β/γ)^(1/γ), zero at and below ω = 0.
+    assert peak_frequency("gmw") == pytest.approx(20 ** (1 / 3))
+    assert wavelet_fourier(np.array([20 ** (1 / 3)]), "gmw")[0] == pytest.approx(2.0)
+    assert np.all(wavelet_fourier(np.array([-1.0, 0.0]), "gmw") == 0)
+
+
+@pytest.mark.parametrize("n_out", [17, 32, 64])
+def test_resize_weights_match_jax_antialiased_resize(n_out):
+    import jax
+    import jax.numpy as jnp
+
+    x = np.random.default_rng(n_out).standard_normal(301)
+    ours = resize_weights(301, n_out, 0.0, 301.0).astype(np.float64) @ x
+    reference = np.asarray(jax.image.resize(jnp.asarray(x), (n_out,), "linear", antialias=True))
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
+    # A span: only the samples inside it are weighted, and each row sums to 1.
+    weights = resize_weights(100, 8, 20.0, 60.0)
+    assert np.all(weights[:, :20] == 0) and np.all(weights[:, 60:] == 0)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="span must satisfy"):
+        resize_weights(100, 8, 50.0, 120.0)
+
+
+@pytest.mark.parametrize(
+    "n_in, n_out, lo, hi", [(301, 17, 0.0, 301.0), (4096, 24, 1000.0, 3011.0), (50, 64, 3.0, 40.0)]
+)
+def test_resize_taps_are_the_dense_weights(n_in, n_out, lo, hi):
+    indices, weights = resize_taps(n_in, n_out, lo, hi)
+    dense = np.zeros((n_out, n_in))
+    np.add.at(dense, (np.arange(n_out)[:, None], indices), weights)
+    np.testing.assert_allclose(dense, resize_weights(n_in, n_out, lo, hi), atol=1e-6)
+    with pytest.raises(ValueError, match="n_taps"):
+        resize_taps(n_in, n_out, lo, hi, n_taps=1)

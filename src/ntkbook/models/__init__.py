@@ -4,6 +4,7 @@ from ntkbook.models.autoencoder import AutoEncoder
 from ntkbook.models.cnn import CNN
 from ntkbook.models.gnn import GCN, node_function
 from ntkbook.models.mlp import MLP, ResidualMLP, activation
+from ntkbook.models.nanopore import EventCNN1D, FeatureMLP, ScaleogramResNet
 from ntkbook.models.transformer import Transformer
 
 __all__ = [
@@ -15,4 +16,7 @@ __all__ = [
     "GCN",
     "node_function",
     "activation",
+    "ScaleogramResNet",
+    "EventCNN1D",
+    "FeatureMLP",
 ]

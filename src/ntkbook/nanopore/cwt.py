@@ -22,6 +22,14 @@ Wavelets (``ω`` in radians per sample, scaled by ``s``):
 - ``morlet`` (admissibility-corrected): ``ψ̂(ω) = √2 c_μ π^(1/4) (e^(−(ω−μ)²/2) − κ_μ e^(−ω²/2))``,
   ``κ_μ = e^(−μ²/2)``, ``c_μ = (1 + e^(−μ²) − 2 e^(−3μ²/4))^(−1/2)``; the Fourier transform of
   ``ψ(t) = c_μ π^(−1/4) e^(−t²/2) (e^(iμt) − κ_μ)``.
+- ``gmw`` (generalized Morse wavelet, first order, L1 "bandpass" normalisation as in
+  ssqueezepy): ``ψ̂(ω) = 2 (ω/ω_c)^β e^(ω_c^γ − ω^γ)`` for ``ω > 0`` and 0 otherwise, with
+  ``ω_c = (β/γ)^(1/γ)`` its peak (value 2); ssqueezepy's default ``γ = 3, β = 60``, the wavelet
+  of the authors' scripts.
+
+Input checks on values (NaN, spans) run only on concrete arrays, so every function here can be
+called under ``jax.jit`` and ``jax.vmap``; traced calls skip them (the caller's concrete call
+gets the clear error).
 """
 
 from __future__ import annotations
@@ -42,33 +50,54 @@ __all__ = [
     "cwt",
     "scaleogram",
     "padded_length",
+    "resize_weights",
+    "resize_taps",
 ]
 
-WAVELETS = {"hhhat": {"mu": 5.0}, "morlet": {"mu": 13.4}}
+WAVELETS = {
+    "hhhat": {"mu": 5.0},
+    "morlet": {"mu": 13.4},
+    "gmw": {"gamma": 3.0, "beta": 60.0},
+}
 
 
-def _parse_wavelet(wavelet) -> tuple[str, float]:
+def _parse_wavelet(wavelet) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """``(name, ((option, value), ...))`` with every option of the wavelet filled in."""
     if isinstance(wavelet, str):
         name, options = wavelet, {}
     elif isinstance(wavelet, (tuple, list)) and len(wavelet) == 2 and isinstance(wavelet[1], dict):
         name, options = wavelet
     else:
-        raise ValueError(f"wavelet must be a name or (name, {{'mu': value}}), got {wavelet!r}")
+        raise ValueError(f"wavelet must be a name or (name, {{option: value}}), got {wavelet!r}")
     if name not in WAVELETS:
         raise ValueError(f"unknown wavelet {name!r}; choose from {sorted(WAVELETS)}")
-    unknown = set(options) - {"mu"}
+    unknown = set(options) - set(WAVELETS[name])
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for wavelet {name!r}; only 'mu'")
-    mu = float(options.get("mu", WAVELETS[name]["mu"]))
-    if not math.isfinite(mu) or mu <= 0:
-        raise ValueError(f"wavelet parameter mu must be positive and finite, got {mu}")
-    return name, mu
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for wavelet {name!r}; only "
+            f"{sorted(WAVELETS[name])}"
+        )
+    values = []
+    for option, default in WAVELETS[name].items():
+        value = float(options.get(option, default))
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"wavelet parameter {option} must be positive and finite, got {value}")
+        values.append((option, value))
+    return name, tuple(values)
 
 
 def wavelet_fourier(omega, wavelet=("hhhat", {"mu": 5.0})):
     """``ψ̂(ω)`` of a wavelet (formulas in the module docstring); works on NumPy and JAX arrays."""
-    name, mu = _parse_wavelet(wavelet)
+    name, options = _parse_wavelet(wavelet)
     xp = jnp if isinstance(omega, jax.Array) else np
+    if name == "gmw":
+        gamma, beta = dict(options)["gamma"], dict(options)["beta"]
+        peak = (beta / gamma) ** (1 / gamma)
+        positive = omega > 0
+        safe = xp.where(positive, omega, 1.0)
+        log_value = beta * xp.log(safe / peak) + peak**gamma - safe**gamma
+        return xp.where(positive, 2 * xp.exp(log_value), 0.0)
+    mu = dict(options)["mu"]
     if name == "hhhat":
         u = omega - mu
         return (
@@ -87,7 +116,10 @@ def wavelet_fourier(omega, wavelet=("hhhat", {"mu": 5.0})):
 
 def peak_frequency(wavelet=("hhhat", {"mu": 5.0})) -> float:
     """Radian frequency where ``ψ̂`` peaks at scale 1 (found on a fine grid, then refined)."""
-    omega = np.linspace(1e-3, 4 * _parse_wavelet(wavelet)[1] + 10, 200_001)
+    name, options = _parse_wavelet(wavelet)
+    if name == "gmw":
+        return (dict(options)["beta"] / dict(options)["gamma"]) ** (1 / dict(options)["gamma"])
+    omega = np.linspace(1e-3, 4 * dict(options)["mu"] + 10, 200_001)
     values = np.abs(wavelet_fourier(omega, wavelet))
     return float(omega[int(np.argmax(values))])
 
@@ -119,11 +151,11 @@ def padded_length(n: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _filter_bank(name: str, mu: float, scales: tuple[float, ...], n_up: int) -> np.ndarray:
+def _filter_bank(name: str, options: tuple, scales: tuple[float, ...], n_up: int) -> np.ndarray:
     """``ψ̂(s ξ)`` for every scale on the padded FFT grid, Nyquist bin halved (float32)."""
     k = np.arange(n_up)
     xi = 2 * np.pi * np.where(k <= n_up // 2, k, k - n_up) / n_up
-    bank = wavelet_fourier(np.asarray(scales)[:, None] * xi[None, :], (name, {"mu": mu}))
+    bank = wavelet_fourier(np.asarray(scales)[:, None] * xi[None, :], (name, dict(options)))
     if n_up % 2 == 0:
         bank[:, n_up // 2] /= 2
     return bank.astype(np.float32)
@@ -159,9 +191,14 @@ def _check_signal(signal) -> jax.Array:
         raise ValueError(f"signal must have at least 2 samples, got shape {x.shape}")
     if jnp.iscomplexobj(x):
         raise ValueError("signal must be real")
-    if not bool(jnp.all(jnp.isfinite(x))):
+    if _is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError("signal contains NaN or inf")
     return x
+
+
+def _is_concrete(x) -> bool:
+    """Whether ``x`` holds values (not a tracer inside ``jit``/``vmap``/``grad``)."""
+    return not isinstance(x, jax.core.Tracer)
 
 
 def _check_scales(scales) -> tuple[float, ...]:
@@ -185,7 +222,7 @@ def cwt(
     ``None`` (no padding: a circular transform of length ``N``). Scales are in samples.
     """
     x = _check_signal(signal)
-    name, mu = _parse_wavelet(wavelet)
+    name, options = _parse_wavelet(wavelet)
     scale_tuple = _check_scales(scales)
     if padtype not in ("reflect", "zero", None):
         raise ValueError(f"padtype must be 'reflect', 'zero' or None, got {padtype!r}")
@@ -193,7 +230,7 @@ def cwt(
     n_up, n1 = padded_length(n) if padtype is not None else (n, 0)
     if padtype == "reflect" and n1 >= n:
         raise ValueError(f"signal of {n} samples is too short for reflect padding to {n_up}")
-    bank = jnp.asarray(_filter_bank(name, mu, scale_tuple, n_up))
+    bank = jnp.asarray(_filter_bank(name, options, scale_tuple, n_up))
     batched = x if x.ndim == 2 else x[None]
     coefficients = _cwt_core(batched, bank, n, n_up, n1, padtype)
     return coefficients if x.ndim == 2 else coefficients[0]
@@ -253,11 +290,60 @@ def scaleogram(
         spans = jnp.asarray(columns, dtype=jnp.float32).reshape(-1, 2)
         if spans.shape[0] != batched.shape[0]:
             raise ValueError(f"columns has {spans.shape[0]} rows for {batched.shape[0]} signals")
-        if bool(
-            jnp.any(spans[:, 0] < 0)
-            | jnp.any(spans[:, 1] > n)
-            | jnp.any(spans[:, 1] - spans[:, 0] < 2)
-        ):
-            raise ValueError(f"columns must satisfy 0 <= lo, lo + 2 <= hi <= {n}")
+        if _is_concrete(spans):
+            values = np.asarray(spans)
+            if np.any(values[:, 0] < 0) or np.any(values[:, 1] > n):
+                raise ValueError(f"columns must satisfy 0 <= lo, lo + 2 <= hi <= {n}")
+            if np.any(values[:, 1] - values[:, 0] < 2):
+                raise ValueError(f"columns must satisfy 0 <= lo, lo + 2 <= hi <= {n}")
     images = _log_resize(jnp.abs(batched), spans, tuple(size))
     return images if coefficients.ndim == 3 else images[0]
+
+
+def resize_weights(n_in: int, n_out: int, lo: float, hi: float) -> np.ndarray:
+    """``(n_out, n_in)`` weights that resize the span ``[lo, hi)`` of ``n_in`` samples to
+    ``n_out`` with a triangle filter (antialiased linear interpolation, as in PIL, torchvision
+    ``Resize(antialias=True)`` and ``jax.image.resize(..., "linear", antialias=True)``).
+
+    Output ``j`` sits at ``c_j = lo + (j + ½)·r`` (``r = (hi − lo)/n_out``, sample ``i`` at
+    ``i + ½``) and weights sample ``i`` of the span by ``max(0, 1 − |i + ½ − c_j|/max(r, 1))``,
+    normalised to sum 1; samples outside the span get no weight."""
+    if not (isinstance(n_in, int) and isinstance(n_out, int) and n_in >= 1 and n_out >= 1):
+        raise ValueError(f"n_in and n_out must be positive ints, got {n_in!r}, {n_out!r}")
+    if not 0 <= lo < hi <= n_in:
+        raise ValueError(f"span must satisfy 0 <= lo < hi <= {n_in}, got [{lo}, {hi})")
+    ratio = (hi - lo) / n_out
+    support = max(ratio, 1.0)
+    centre = lo + (np.arange(n_out) + 0.5) * ratio
+    position = np.arange(n_in) + 0.5
+    weights = np.maximum(0.0, 1.0 - np.abs(position[None, :] - centre[:, None]) / support)
+    inside = (np.arange(n_in) >= np.floor(lo)) & (np.arange(n_in) < np.ceil(hi))
+    weights = weights * inside[None, :]
+    total = weights.sum(axis=1, keepdims=True)
+    return (weights / total).astype(np.float32)
+
+
+def resize_taps(n_in: int, n_out: int, lo: float, hi: float, n_taps: int | None = None):
+    """The weights of :func:`resize_weights` in sparse form: ``(indices, weights)``, both
+    ``(n_out, n_taps)``, with output ``j = Σ_k weights[j, k] · x[indices[j, k]]``.
+
+    The triangle filter of output ``j`` covers at most ``2·max(r, 1) + 2`` samples, so
+    ``n_taps`` (at least that many; the default) holds it; unused taps have weight 0."""
+    if not (isinstance(n_in, int) and isinstance(n_out, int) and n_in >= 1 and n_out >= 1):
+        raise ValueError(f"n_in and n_out must be positive ints, got {n_in!r}, {n_out!r}")
+    if not 0 <= lo < hi <= n_in:
+        raise ValueError(f"span must satisfy 0 <= lo < hi <= {n_in}, got [{lo}, {hi})")
+    ratio = (hi - lo) / n_out
+    support = max(ratio, 1.0)
+    needed = int(np.ceil(2 * support)) + 2
+    n_taps = needed if n_taps is None else n_taps
+    if n_taps < needed:
+        raise ValueError(f"n_taps {n_taps} is fewer than the {needed} the filter covers")
+    centre = lo + (np.arange(n_out) + 0.5) * ratio
+    first = np.floor(centre - support - 0.5).astype(np.int64)
+    indices = first[:, None] + np.arange(n_taps)[None, :]
+    weights = np.maximum(0.0, 1.0 - np.abs(indices + 0.5 - centre[:, None]) / support)
+    inside = (indices >= np.floor(lo)) & (indices < np.ceil(hi))
+    weights = weights * inside
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    return np.clip(indices, 0, n_in - 1).astype(np.int32), weights.astype(np.float32)

@@ -24,6 +24,11 @@ The steps follow the peptide paper's preprocessing:
 
 An event reports ``start``/``end`` (samples, end exclusive), ``dwell = (end − start)/f_s``
 (seconds), the baseline ``I_0`` under it, its mean current and ``blockade = 1 − Ī/I_0``.
+
+The authors' scripts (SamTov/projects ``nanopore-lab/``) detect with other numbers:
+:func:`authors_detection` gives them (start 4σ, mean 5σ, at least 80 samples, a baseline
+window of 5,000 samples) and :func:`authors_cut` their cut, widened by 40 samples and then by
+35% of the widened length on each side.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pywt
 
-from ntkbook.nanopore.simulate import Trace
+from ntkbook.nanopore.trace import Trace, relative_drop
 
 __all__ = [
     "Events",
@@ -43,6 +48,8 @@ __all__ = [
     "match_events",
     "event_windows",
     "check_padding_inside",
+    "authors_detection",
+    "authors_cut",
 ]
 
 
@@ -58,6 +65,7 @@ class Events:
     blockade: np.ndarray
     sampling_rate: float
     noise_sigma: float
+    polarity: int = 1
     n_rejected_short: int = 0
     n_rejected_shallow: int = 0
     n_rejected_edge: int = 0
@@ -76,6 +84,7 @@ class Events:
             self.blockade[mask],
             self.sampling_rate,
             self.noise_sigma,
+            self.polarity,
             self.n_rejected_short,
             self.n_rejected_shallow,
             self.n_rejected_edge,
@@ -83,11 +92,14 @@ class Events:
 
 
 def denoise(
-    current: np.ndarray, wavelet: str = "bior1.5", level: int = 4, threshold_scale: float = 1.0
+    current: np.ndarray,
+    wavelet: str = "bior1.5",
+    decomposition_levels: int = 4,
+    threshold_scale: float = 1.0,
 ) -> np.ndarray:
     """Hard-thresholded wavelet denoising, one threshold from the finest level (see the module
-    docstring); same length and units as the input. ``level`` levels of detail are thresholded;
-    an input too short for them is an error."""
+    docstring); same length and units as the input. ``decomposition_levels`` levels of detail
+    are thresholded; an input too short for them is an error."""
     x = np.asarray(current, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"current must be a non-empty 1-D array, got shape {x.shape}")
@@ -95,15 +107,17 @@ def denoise(
         raise ValueError("current contains NaN or inf")
     if threshold_scale < 0:
         raise ValueError(f"threshold_scale must be >= 0, got {threshold_scale}")
-    if not isinstance(level, int) or level < 1:
-        raise ValueError(f"level must be a positive int, got {level!r}")
-    max_level = pywt.dwt_max_level(x.size, pywt.Wavelet(wavelet).dec_len)
-    if level > max_level:
+    if not isinstance(decomposition_levels, int) or decomposition_levels < 1:
         raise ValueError(
-            f"current of {x.size} samples is too short for {level} levels of {wavelet} "
-            f"(at most {max_level})"
+            f"decomposition_levels must be a positive int, got {decomposition_levels!r}"
         )
-    coefficients = pywt.wavedec(x, wavelet, level=level)
+    max_levels = pywt.dwt_max_level(x.size, pywt.Wavelet(wavelet).dec_len)
+    if decomposition_levels > max_levels:
+        raise ValueError(
+            f"current of {x.size} samples is too short for {decomposition_levels} levels of "
+            f"{wavelet} (at most {max_levels})"
+        )
+    coefficients = pywt.wavedec(x, wavelet, level=decomposition_levels)
     sigma = np.median(np.abs(coefficients[-1])) / 0.6745
     threshold = threshold_scale * sigma * np.sqrt(2 * np.log(x.size))
     coefficients[1:] = [pywt.threshold(c, threshold, mode="hard") for c in coefficients[1:]]
@@ -134,16 +148,16 @@ def baseline(x: np.ndarray, window: int, threshold_sigma: float = 3.0) -> tuple[
     ``threshold_sigma·σ`` below the first baseline (and their neighbours within 16 samples).
     """
     everything = np.ones(x.size, bool)
-    level = _window_median(x, everything, window)
-    residual = x - level
+    open_current = _window_median(x, everything, window)
+    residual = x - open_current
     sigma = 1.4826 * np.median(np.abs(residual - np.median(residual)))
     blocked = residual < -threshold_sigma * max(sigma, 1e-12)
     blocked = np.convolve(blocked, np.ones(33), mode="same") > 0
-    level = _window_median(x, ~blocked, window)
-    sigma = float(np.std((x - level)[~blocked]))
+    open_current = _window_median(x, ~blocked, window)
+    sigma = float(np.std((x - open_current)[~blocked]))
     if not sigma > 0:
         raise ValueError("open-pore noise is zero: the trace is constant")
-    return level, sigma
+    return open_current, sigma
 
 
 def detect_events(
@@ -160,7 +174,13 @@ def detect_events(
 
     ``edge_margin`` (s): events starting less than this after the start of the trace or ending
     less than this before its end are dropped and counted in ``n_rejected_edge`` (pass the
-    padding that will be cut out around each event)."""
+    padding that will be cut out around each event).
+
+    A trace whose median current is negative (the other polarity) is detected on its
+    magnitude: ``polarity`` is −1 in the result, and ``mean_current``/``open_current`` are
+    magnitudes. Errors: ``min_dwell`` shorter than one sample, a median current of 0, an
+    open-pore baseline ≤ 0 under an event, and blockades outside (0, 1) (each names how many
+    events)."""
     if not isinstance(trace, Trace):
         raise TypeError(f"trace must be a Trace, got {type(trace).__name__}")
     for name, value in (
@@ -170,16 +190,28 @@ def detect_events(
     ):
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    if min_dwell < 0:
-        raise ValueError(f"min_dwell must be >= 0, got {min_dwell}")
+    fs = trace.sampling_rate
+    if not min_dwell >= 1 / fs:
+        raise ValueError(
+            f"min_dwell {min_dwell:g} s is shorter than one sample ({1 / fs:g} s at {fs:g} Hz); "
+            "an event needs at least one sample"
+        )
     if not edge_margin >= 0:
         raise ValueError(f"edge_margin must be >= 0, got {edge_margin}")
-    fs = trace.sampling_rate
     raw = np.asarray(trace.current, dtype=np.float32)
+    # Open-pore current is positive by this module's convention; a recording of the other
+    # polarity (negative holding potential) is detected on its magnitude.
+    centre = float(np.median(raw))
+    if centre == 0:
+        raise ValueError(
+            "the median current is 0 pA: no open-pore level to detect blockades against"
+        )
+    polarity = 1 if centre > 0 else -1
+    raw = raw if polarity == 1 else -raw
     x = denoise(raw, denoise_wavelet) if denoise_wavelet else raw
     window = max(64, int(round(baseline_window * fs)))
-    level, sigma = baseline(x, window, threshold_sigma)
-    drop = level - x
+    open_baseline, sigma = baseline(x, window, threshold_sigma)
+    drop = open_baseline - x
     below = drop > threshold_sigma * sigma
     edges = np.diff(below.astype(np.int8), prepend=0, append=0)
     starts = np.flatnonzero(edges == 1)
@@ -217,22 +249,38 @@ def detect_events(
     dwell = (ends - starts) / fs
     csum = np.concatenate([[0.0], np.cumsum(raw, dtype=np.float64)])
     mean_current = (csum[ends] - csum[starts]) / np.maximum(ends - starts, 1)
-    open_current = level[starts].astype(np.float64)
+    open_current = open_baseline[starts].astype(np.float64)
     mean_drop = open_current - mean_current
     short = dwell < min_dwell
     shallow = ~short & (mean_drop < min_mean_sigma * sigma)
     margin = int(round(edge_margin * fs))
     edge = ~short & ~shallow & ((starts < margin) | (ends > x.size - margin))
     keep = ~short & ~shallow & ~edge
+    not_positive = int(np.sum(open_current[keep] <= 0))
+    if not_positive:
+        raise ValueError(
+            f"the open-pore baseline is <= 0 pA under {not_positive} of {int(keep.sum())} "
+            "events: the trace does not hold one polarity of current (wrong channel, or an "
+            "offset that crosses zero)"
+        )
+    blockade = relative_drop(mean_current, open_current)
+    outside = int(np.sum((blockade[keep] <= 0) | (blockade[keep] >= 1)))
+    if outside:
+        raise ValueError(
+            f"{outside} of {int(keep.sum())} events have a blockade 1 − I/I_0 outside (0, 1): "
+            "the current crosses zero inside them, so the trace is not a current with a "
+            "positive open-pore level in one polarity (wrong channel or units?)"
+        )
     return Events(
         start=starts[keep].astype(np.int64),
         end=ends[keep].astype(np.int64),
         dwell=dwell[keep],
         mean_current=mean_current[keep],
         open_current=open_current[keep],
-        blockade=(mean_drop / open_current)[keep],
+        blockade=blockade[keep],
         sampling_rate=fs,
         noise_sigma=sigma,
+        polarity=polarity,
         n_rejected_short=int(short.sum()),
         n_rejected_shallow=int(shallow.sum()),
         n_rejected_edge=int(edge.sum()),
@@ -276,7 +324,7 @@ def event_windows(
     events: Events,
     n_samples: int,
     padding: float,
-    buckets: tuple[int, ...] = (512, 2048, 8192),
+    buckets: tuple[int, ...] = (512, 2048, 8192, 32768),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Context windows for extraction: ``(window_start, bucket_length, crop)`` per event.
 
@@ -303,3 +351,40 @@ def event_windows(
     crop = np.stack([lo - window_start, hi - window_start], axis=1)
     check_padding_inside(events, n_samples, pad)
     return window_start, bucket, crop
+
+
+def authors_detection(sampling_rate: float) -> dict[str, float]:
+    """Keyword arguments of :func:`detect_events` with the authors' numbers: start threshold
+    4σ, mean threshold 5σ, at least 80 samples, baseline window 5,000 samples (their scripts
+    count samples at 1 MHz; here the sample counts are kept at any rate)."""
+    if not sampling_rate > 0:
+        raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+    return {
+        "threshold_sigma": 4.0,
+        "min_mean_sigma": 5.0,
+        "min_dwell": 80 / sampling_rate,
+        "baseline_window": 5000 / sampling_rate,
+    }
+
+
+def authors_cut(
+    events: Events, n_samples: int, extension: int = 40, fraction: float = 0.35
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)`` sample ranges of the authors' cut: the event widened by ``extension``
+    samples on each side, then by ``⌊fraction·L⌋`` on each side, ``L`` the widened length.
+
+    A cut that runs past either end of the trace is an error naming how many."""
+    if extension < 0 or fraction < 0:
+        raise ValueError(f"extension and fraction must be >= 0, got {extension}, {fraction}")
+    lo = events.start - extension
+    hi = events.end + extension
+    extra = np.floor(fraction * (hi - lo)).astype(np.int64)
+    lo, hi = lo - extra, hi + extra
+    outside = np.flatnonzero((lo < 0) | (hi > n_samples))
+    if outside.size:
+        raise ValueError(
+            f"{outside.size} event(s) with the authors' widened cut run past the start or end "
+            f"of the trace of {n_samples} samples (first: samples {int(lo[outside[0]])}-"
+            f"{int(hi[outside[0]])}); detect with a larger edge_margin"
+        )
+    return lo.astype(np.int64), hi.astype(np.int64)

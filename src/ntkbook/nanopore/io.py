@@ -1,7 +1,8 @@
 """Reading and writing current traces: Axon Binary Format (ABF, via ``pyabf``) and ``.npz``.
 
-A trace is one channel of current in pA (:class:`~ntkbook.nanopore.simulate.Trace`). Multi-sweep
-ABF files are concatenated sweep after sweep (gap-free recordings are one sweep). The ``.npz``
+A trace is one channel of current in pA (:class:`~ntkbook.nanopore.trace.Trace`). An ABF file
+is read one channel and one sweep at a time (gap-free recordings are one sweep); units are
+checked and converted to pA. The ``.npz``
 format holds ``current`` (float32, pA), ``sampling_rate`` (Hz), ``synthetic`` and
 ``description``. Writers are atomic; readers raise ``ValueError`` naming the file for anything
 that is not a complete, finite, non-empty trace.
@@ -18,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ntkbook.atomic import write_bytes_atomic
-from ntkbook.nanopore.simulate import Trace
+from ntkbook.nanopore.trace import Trace
 
-__all__ = ["read_abf", "write_abf", "read_npz", "write_npz", "read_trace"]
+__all__ = ["CURRENT_UNITS_TO_PA", "read_abf", "write_abf", "read_npz", "write_npz", "read_trace"]
 
 
 def _check_trace_array(current: np.ndarray, path: Path) -> np.ndarray:
@@ -34,8 +35,21 @@ def _check_trace_array(current: np.ndarray, path: Path) -> np.ndarray:
     return current
 
 
-def read_abf(path: str | os.PathLike[str], channel: int = 0) -> Trace:
-    """Read channel ``channel`` of an ABF1/ABF2 file as a :class:`Trace` (all sweeps joined)."""
+CURRENT_UNITS_TO_PA = {"pA": 1.0, "nA": 1e3, "A": 1e12}
+"""Channel units ``read_abf`` accepts, with the factor that converts each to pA."""
+
+_MODES = {1: "event-driven (variable length)", 2: "oscilloscope", 3: "gap-free", 5: "episodic"}
+
+
+def read_abf(path: str | os.PathLike[str], channel: int = 0, sweep: int | None = None) -> Trace:
+    """Read one channel of an ABF1/ABF2 file as a :class:`Trace` in pA.
+
+    The channel's unit must be a current: pA is kept, nA and A are converted to pA, anything
+    else (mV, V, dB, °C, ...) is an error naming the unit and the channel. A gap-free file (or
+    any file with one sweep) is read whole; a file with several sweeps (episodic or
+    event-driven recordings, whose sweeps are separate stretches of time) needs ``sweep=k``,
+    and sweeps may differ in length. A file that pyabf cannot parse, or whose data section is
+    shorter than its header says, is an error naming the file."""
     import pyabf
 
     path = Path(path)
@@ -43,35 +57,59 @@ def read_abf(path: str | os.PathLike[str], channel: int = 0) -> Trace:
         raise FileNotFoundError(f"no ABF file at {path}")
     try:
         abf = pyabf.ABF(str(path))
-        if not 0 <= channel < abf.channelCount:
-            raise ValueError(f"channel {channel} not in file with {abf.channelCount} channel(s)")
-        sweeps = []
-        for sweep in range(abf.sweepCount):
-            abf.setSweep(sweep, channel=channel)
-            sweeps.append(np.array(abf.sweepY, dtype=np.float32))
-        expected = abf.sweepCount * abf.sweepPointCount
-        sampling_rate = float(abf.dataRate)
-    except ValueError as error:
-        if str(path) in str(error):
-            raise
-        raise ValueError(f"{path}: not a readable ABF file ({error})") from error
+        channels, sweeps = int(abf.channelCount), int(abf.sweepCount)
+        mode = int(getattr(abf, "nOperationMode", 3))
     except Exception as error:  # noqa: BLE001 - pyabf raises many types on corrupt input
         raise ValueError(
-            f"{path}: not a readable ABF file ({type(error).__name__}: {error})"
+            f"{path}: not a readable ABF file, truncated or corrupt "
+            f"({type(error).__name__}: {error})"
         ) from error
-    current = np.concatenate(sweeps) if sweeps else np.zeros(0, np.float32)
-    if current.size != expected:
-        raise ValueError(f"{path}: truncated ABF file, {current.size} of {expected} samples")
+    if not (isinstance(channel, int) and 0 <= channel < channels):
+        raise ValueError(f"{path}: channel {channel!r} not in a file with {channels} channel(s)")
+    if sweep is None and sweeps > 1:
+        raise ValueError(
+            f"{path}: {sweeps} sweeps ({_MODES.get(mode, f'operation mode {mode}')} "
+            "recording); sweeps are separate stretches of time and are not joined: read one "
+            "with read_abf(path, sweep=k), k in [0, "
+            f"{sweeps - 1}], e.g. [read_abf(path, sweep=k) for k in range({sweeps})]"
+        )
+    sweep = 0 if sweep is None else sweep
+    if not (isinstance(sweep, int) and 0 <= sweep < sweeps):
+        raise ValueError(f"{path}: sweep {sweep!r} not in a file with {sweeps} sweep(s)")
+    try:
+        abf.setSweep(sweep, channel=channel)
+        current = np.array(abf.sweepY, dtype=np.float64)
+        units = str(abf.sweepUnitsY).strip()
+        sampling_rate = float(abf.dataRate)
+        total_points = int(abf.dataPointCount)
+        data_start = int(abf.dataByteStart)
+        point_bytes = int(abf.dataPointByteSize)
+    except Exception as error:  # noqa: BLE001 - pyabf raises many types on corrupt input
+        raise ValueError(
+            f"{path}: not a readable ABF file, truncated or corrupt "
+            f"({type(error).__name__}: {error})"
+        ) from error
     # pyabf reads the data section through a memory map that stops at the end of the file; a
     # file cut short shows up as fewer bytes than the header promises.
-    data_bytes = path.stat().st_size - abf.dataByteStart
-    if data_bytes < expected * abf.dataPointByteSize * abf.channelCount:
+    data_bytes = path.stat().st_size - data_start
+    if data_bytes < total_points * point_bytes:
         raise ValueError(
-            f"{path}: truncated ABF file, {data_bytes} data bytes for {expected} samples "
-            f"× {abf.channelCount} channel(s) × {abf.dataPointByteSize} bytes"
+            f"{path}: truncated ABF file, {data_bytes} data bytes for {total_points} samples "
+            f"× {point_bytes} bytes"
         )
+    if units not in CURRENT_UNITS_TO_PA:
+        raise ValueError(
+            f"{path}: channel {channel} is in {units!r}, not a current; expected one of "
+            f"{sorted(CURRENT_UNITS_TO_PA)} (pick the current channel with channel=k)"
+        )
+    current = (current * CURRENT_UNITS_TO_PA[units]).astype(np.float32)
     _check_trace_array(current, path)
-    return Trace(current=current, sampling_rate=sampling_rate, description=f"ABF file {path.name}")
+    where = f", sweep {sweep} of {sweeps}" if sweeps > 1 else ""
+    return Trace(
+        current=current,
+        sampling_rate=sampling_rate,
+        description=f"ABF file {path.name}, channel {channel}{where}",
+    )
 
 
 def write_abf(path: str | os.PathLike[str], trace: Trace) -> Path:

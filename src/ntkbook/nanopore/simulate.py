@@ -1,4 +1,4 @@
-"""A synthetic nanopore recording of peptide translocations: 42 classes in one continuous trace.
+"""Synthetic nanopore recordings of peptide translocations: each class in its own runs.
 
 **Synthetic.** The measured data of the peptide paper is not public; this simulator produces a
 trace with the physics that the classification pipeline has to cope with, and every parameter
@@ -24,6 +24,12 @@ open pore before the first and after the last gap, so every event has open pore 
 (an event cut by the start or end of a recording cannot be measured). Class means:
 ``ρ̄ = ρ_10mer + Δρ_length·(10 − length) + Δρ_ladder·ladder``, so longer peptides block more
 and neighbouring ladders interleave.
+
+:func:`simulate` draws one continuous trace (of any set of classes); :func:`simulate_runs`
+records every class in its own runs, as the measured peptides were, each run on a pore of its
+own whose open-pore current and noise power differ from the next
+(``pore_open_current_spread``, ``pore_noise_spread``), so run-to-run shifts go with the label
+as they do in measured data.
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ import jax
 import numpy as np
 import scipy.signal
 
+from ntkbook.nanopore.trace import Trace
+
 __all__ = [
     "N_LADDERS",
     "LENGTHS",
     "N_CLASSES",
     "CLASS_NAMES",
     "PoreParameters",
-    "Trace",
     "SimulatedRecording",
     "class_index",
     "class_levels",
@@ -50,6 +57,7 @@ __all__ = [
     "bessel_response",
     "group_delay",
     "simulate",
+    "simulate_runs",
 ]
 
 N_LADDERS = 6
@@ -70,9 +78,9 @@ def class_index(ladder: int, length: int) -> int:
 class PoreParameters:
     """Physical parameters of the synthetic recording (SI units: s, Hz, pA)."""
 
-    sampling_rate: float = 250e3
-    """Hz. Aerolysin recordings are sampled at up to 1 MHz (Ouldali et al. 2020); 250 kHz keeps
-    the CPU cost low and still oversamples the 10 kHz filter 25×."""
+    sampling_rate: float = 1e6
+    """Hz. Aerolysin recordings are sampled at up to 1 MHz (Ouldali et al. 2020), and the
+    authors' scripts work at 1 MHz (SamTov/projects ``nanopore-lab/``)."""
     filter_cutoff: float = 10e3
     """Hz, −3 dB point of the amplifier's low-pass (10 kHz, Ouldali et al. 2020)."""
     filter_order: int = 4
@@ -124,8 +132,11 @@ class PoreParameters:
     dwell_step_ladder: float = 0.1
     """``g_ladder``, relative increase of the mean dwell per ladder (assumed: ladders differ in
     composition, which changes how long they stay in the pore)."""
-    mean_gap: float = 2e-3
-    """s, mean open-pore time between events (capture rate; assumed)."""
+    mean_gap: float = 4e-3
+    """s, mean open-pore time between events (capture rate; assumed). At 4 ms the pore is
+    open most of every 5 ms window of the authors' baseline (5,000 samples at 1 MHz), so the
+    window median is the open-pore level even in runs of the longest-dwelling class; at 1 ms
+    some of those windows were mostly blocked and their events went undetected."""
     edge_open_time: float = 2e-3
     """s, open pore at the start and at the end of the trace, added to the first and last gap
     (a recording is started and stopped with the pore open; this also leaves room for the
@@ -136,8 +147,19 @@ class PoreParameters:
     switch_rate_ratio: float = 1.8
     """``r``, ratio of the switching rates of neighbouring ladders (assumed; 1.8 spreads the
     six ladders over 0.5–9.4 kHz, inside the 10 kHz filter band)."""
-    switch_amplitude: float = 0.02
-    """``a_ℓ`` in units of ``I_0``: the two sub-levels are ``ρ_e ± a/2`` (assumed)."""
+    switch_amplitude: float = 0.005
+    """``a_ℓ`` in units of ``I_0``: the two sub-levels are ``ρ_e ± a/2`` (assumed). The default
+    is half the class spacing ``Δρ_ladder``, so the texture is a cue beside the level without
+    swamping it; a larger value (the former default, 0.02, was twice the spacing) makes the
+    sub-levels blur neighbouring classes."""
+    pore_open_current_spread: float = 0.05
+    """Relative standard deviation of ``I_0`` from one pore (run) to the next in
+    :func:`simulate_runs` (assumed: single aerolysin pores differ by a few per cent in
+    conductance, and each peptide of the paper was measured in its own runs)."""
+    pore_noise_spread: float = 0.3
+    """Standard deviation of ``ln`` of the noise power factor from one pore (run) to the next
+    in :func:`simulate_runs` (assumed: the noise of a nanopore setup changes from pore to pore
+    and from day to day, Rosenstein et al. 2012 describe its sources)."""
     filter_margin: float = 10e-3
     """s, extra trace simulated on both sides and cut afterwards: it absorbs the circular edge
     of the FFT-based filtering (many times the filter's impulse response of ~0.1 ms)."""
@@ -158,7 +180,7 @@ class PoreParameters:
                 )
         for name in (
             "flicker white dielectric capacitive overlap mains_amplitude dwell_step_length "
-            "dwell_step_ladder edge_open_time"
+            "dwell_step_ladder edge_open_time pore_open_current_spread pore_noise_spread"
         ).split():
             if getattr(self, name) < 0:
                 raise ValueError(f"PoreParameters.{name} must be >= 0, got {getattr(self, name)}")
@@ -186,37 +208,6 @@ class PoreParameters:
 
 
 @dataclass(frozen=True)
-class Trace:
-    """A current trace in pA sampled at ``sampling_rate`` Hz."""
-
-    current: np.ndarray
-    sampling_rate: float
-    synthetic: bool = False
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        current = np.asarray(self.current)
-        if current.ndim != 1:
-            raise ValueError(f"trace current must be 1-D, got shape {current.shape}")
-        if current.size == 0:
-            raise ValueError("trace is empty (0 samples)")
-        if not np.issubdtype(current.dtype, np.floating):
-            raise ValueError(f"trace current must be floating point, got {current.dtype}")
-        bad = np.flatnonzero(~np.isfinite(current))
-        if bad.size:
-            raise ValueError(
-                f"trace contains {bad.size} NaN/inf sample(s), first at index {bad[0]}"
-            )
-        if not (math.isfinite(self.sampling_rate) and self.sampling_rate > 0):
-            raise ValueError(f"sampling_rate must be positive, got {self.sampling_rate}")
-
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return self.current.size / self.sampling_rate
-
-
-@dataclass(frozen=True)
 class SimulatedRecording:
     """A synthetic trace and its ground truth, one entry per translocation event.
 
@@ -229,59 +220,59 @@ class SimulatedRecording:
     end: np.ndarray
     label: np.ndarray
     level: np.ndarray
-    parameters: PoreParameters = field(default_factory=PoreParameters)
+    pore: PoreParameters = field(default_factory=PoreParameters)
 
 
-def class_levels(params: PoreParameters) -> np.ndarray:
+def class_levels(pore: PoreParameters) -> np.ndarray:
     """Mean residual current ``ρ̄_c = I/I_0`` of every class, shape ``(42,)``."""
     ladder, length = np.divmod(np.arange(N_CLASSES), len(LENGTHS))
     length = length + LENGTHS[0]
     return (
-        params.level_10mer
-        + params.level_step_length * (LENGTHS[-1] - length)
-        + params.level_step_ladder * ladder
+        pore.level_10mer
+        + pore.level_step_length * (LENGTHS[-1] - length)
+        + pore.level_step_ladder * ladder
     )
 
 
-def class_dwell_means(params: PoreParameters) -> np.ndarray:
+def class_dwell_means(pore: PoreParameters) -> np.ndarray:
     """Mean dwell ``τ̄_c`` in seconds of every class, shape ``(42,)``."""
     ladder, length = np.divmod(np.arange(N_CLASSES), len(LENGTHS))
     return (
-        params.dwell_mean
-        * (1 + params.dwell_step_length * length)
-        * (1 + params.dwell_step_ladder * ladder)
+        pore.dwell_mean
+        * (1 + pore.dwell_step_length * length)
+        * (1 + pore.dwell_step_ladder * ladder)
     )
 
 
-def noise_psd(frequency: np.ndarray, params: PoreParameters) -> np.ndarray:
+def noise_psd(frequency: np.ndarray, pore: PoreParameters) -> np.ndarray:
     """One-sided ``S(f) = A/f + B + C f + D f²`` in pA²/Hz (0 at ``f = 0``)."""
     f = np.asarray(frequency, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        flicker = np.where(f > 0, params.flicker / np.where(f > 0, f, 1.0), 0.0)
-    psd = flicker + params.white + params.dielectric * f + params.capacitive * f**2
+        flicker = np.where(f > 0, pore.flicker / np.where(f > 0, f, 1.0), 0.0)
+    psd = flicker + pore.white + pore.dielectric * f + pore.capacitive * f**2
     return np.where(f > 0, psd, 0.0)
 
 
-def bessel_response(frequency: np.ndarray, params: PoreParameters) -> np.ndarray:
+def bessel_response(frequency: np.ndarray, pore: PoreParameters) -> np.ndarray:
     """Complex response ``H(f)`` of the analog Bessel low-pass (−3 dB at ``filter_cutoff``)."""
     b, a = scipy.signal.bessel(
-        int(params.filter_order), 2 * np.pi * params.filter_cutoff, analog=True, norm="mag"
+        int(pore.filter_order), 2 * np.pi * pore.filter_cutoff, analog=True, norm="mag"
     )
     _, h = scipy.signal.freqs(b, a, worN=2 * np.pi * np.asarray(frequency, dtype=np.float64))
     return h
 
 
-def group_delay(params: PoreParameters) -> float:
+def group_delay(pore: PoreParameters) -> float:
     """Low-frequency group delay ``−dφ/dω`` of the Bessel filter, in seconds."""
-    f = np.array([0.0, params.filter_cutoff * 1e-3])
-    phase = np.unwrap(np.angle(bessel_response(f, params)))
+    f = np.array([0.0, pore.filter_cutoff * 1e-3])
+    phase = np.unwrap(np.angle(bessel_response(f, pore)))
     return float(-(phase[1] - phase[0]) / (2 * np.pi * (f[1] - f[0])))
 
 
 def simulate(
     key: jax.Array,
     n_events_per_class: int,
-    params: PoreParameters | None = None,
+    pore: PoreParameters | None = None,
     classes: tuple[int, ...] | None = None,
 ) -> SimulatedRecording:
     """Simulate one continuous synthetic trace with ``n_events_per_class`` events of each class.
@@ -289,13 +280,13 @@ def simulate(
     Event order is a random permutation of the balanced label list. ``classes`` restricts the
     recording to some classes (a single-ladder run, say); by default all 42.
     """
-    params = params or PoreParameters()
+    pore = pore or PoreParameters()
     if not isinstance(n_events_per_class, int) or n_events_per_class < 1:
         raise ValueError(f"n_events_per_class must be a positive int, got {n_events_per_class!r}")
     classes = tuple(range(N_CLASSES)) if classes is None else tuple(classes)
     if not classes or any(not (0 <= c < N_CLASSES) for c in classes):
         raise ValueError(f"classes must be indices in [0, {N_CLASSES}), got {classes}")
-    fs = params.sampling_rate
+    fs = pore.sampling_rate
     # One jax.random key seeds a NumPy generator: the same key gives the same trace, and the
     # bulk draws avoid compiling a JAX sampler for every trace length.
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
@@ -303,16 +294,16 @@ def simulate(
     labels = labels[rng.permutation(labels.size)]
     n = labels.size
 
-    dwell = rng.exponential(size=n) * class_dwell_means(params)[labels]
+    dwell = rng.exponential(size=n) * class_dwell_means(pore)[labels]
     dwell_samples = np.maximum(1, np.round(dwell * fs)).astype(np.int64)
-    gap = rng.exponential(size=n + 1) * params.mean_gap
-    gap[[0, -1]] += params.edge_open_time
+    gap = rng.exponential(size=n + 1) * pore.mean_gap
+    gap[[0, -1]] += pore.edge_open_time
     gap_samples = np.maximum(1, np.round(gap * fs)).astype(np.int64)
-    sigma = params.overlap * params.level_step_ladder
-    level = class_levels(params)[labels] + sigma * rng.standard_normal(n)
+    sigma = pore.overlap * pore.level_step_ladder
+    level = class_levels(pore)[labels] + sigma * rng.standard_normal(n)
 
     # Margins on both sides absorb the circular edge of the FFT filter; they are cut afterwards.
-    margin = int(round(params.filter_margin * fs))
+    margin = int(round(pore.filter_margin * fs))
     starts = (
         margin + np.cumsum(gap_samples[:n]) + np.concatenate([[0], np.cumsum(dwell_samples)[:-1]])
     )
@@ -328,34 +319,34 @@ def simulate(
 
     # Two-state chain with equal rates k per state: per sample, a switch happens with
     # probability k/fs, and the state is the parity of the number of switches so far.
-    rate = params.switch_rate * params.switch_rate_ratio ** ladder[np.maximum(event_of, 0)]
+    rate = pore.switch_rate * pore.switch_rate_ratio ** ladder[np.maximum(event_of, 0)]
     switch_probability = np.where(inside, rate / fs, 0.0)
     uniform = rng.random(total)
     state = np.cumsum(uniform < switch_probability) % 2
 
     relative = np.where(
-        inside, level[np.maximum(event_of, 0)] + params.switch_amplitude * (state - 0.5), 1.0
+        inside, level[np.maximum(event_of, 0)] + pore.switch_amplitude * (state - 0.5), 1.0
     )
     time = idx / fs
-    open_current = params.open_pore_current * (1 + params.drift * time)
+    open_current = pore.open_pore_current * (1 + pore.drift * time)
     ideal = open_current * relative
 
     frequency = np.fft.rfftfreq(total, 1 / fs)
-    response = bessel_response(frequency, params)
-    psd = noise_psd(frequency, params)
+    response = bessel_response(frequency, pore)
+    psd = noise_psd(frequency, pore)
     white = rng.standard_normal(total)
     noise_spectrum = np.fft.rfft(white) * np.sqrt(psd * fs / 2)
     # Extra white noise in the blocked state so that its filtered variance is
     # blocked_variance_ratio times the open state's.
     open_variance = np.sum(psd * np.abs(response) ** 2) * (frequency[1] - frequency[0])
     bandwidth = np.sum(np.abs(response) ** 2) * (frequency[1] - frequency[0])
-    extra_psd = (params.blocked_variance_ratio - 1) * open_variance / bandwidth
+    extra_psd = (pore.blocked_variance_ratio - 1) * open_variance / bandwidth
     blocked_noise = np.where(inside, rng.standard_normal(total) * np.sqrt(extra_psd * fs / 2), 0.0)
     recorded_spectrum = (np.fft.rfft(ideal + blocked_noise) + noise_spectrum) * response
     recorded = np.fft.irfft(recorded_spectrum, n=total)
-    recorded += params.mains_amplitude * np.sin(2 * np.pi * params.mains_frequency * time)
+    recorded += pore.mains_amplitude * np.sin(2 * np.pi * pore.mains_frequency * time)
 
-    delay = int(round(group_delay(params) * fs))
+    delay = int(round(group_delay(pore) * fs))
     keep = slice(margin, total - margin)
     trace = Trace(
         current=recorded[keep].astype(np.float32),
@@ -372,5 +363,55 @@ def simulate(
         end=ends - margin + delay,
         label=labels,
         level=level,
-        parameters=params,
+        pore=pore,
     )
+
+
+def simulate_runs(
+    key: jax.Array,
+    n_events_per_class: int,
+    pore: PoreParameters | None = None,
+    *,
+    runs_per_class: int = 2,
+    classes: tuple[int, ...] | None = None,
+) -> list[SimulatedRecording]:
+    """Every class recorded alone in ``runs_per_class`` runs, each on its own pore.
+
+    Run ``r`` of class ``c`` uses ``I_0 · (1 + s_I ε)`` and every noise term × ``e^(s_n ε')``
+    (``ε, ε' ~ N(0, 1)`` per run, ``s_I = pore_open_current_spread``,
+    ``s_n = pore_noise_spread``) and holds ``n_events_per_class / runs_per_class`` events
+    (the first runs take the remainder). Returns the runs class by class."""
+    pore = pore or PoreParameters()
+    if not isinstance(runs_per_class, int) or runs_per_class < 1:
+        raise ValueError(f"runs_per_class must be a positive int, got {runs_per_class!r}")
+    if not isinstance(n_events_per_class, int) or n_events_per_class < runs_per_class:
+        raise ValueError(
+            f"n_events_per_class ({n_events_per_class!r}) must be an int >= runs_per_class "
+            f"({runs_per_class}): every run needs an event"
+        )
+    classes = tuple(range(N_CLASSES)) if classes is None else tuple(classes)
+    per_run = np.full(runs_per_class, n_events_per_class // runs_per_class)
+    per_run[: n_events_per_class % runs_per_class] += 1
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    keys = jax.random.split(key, len(classes) * runs_per_class)
+    runs = []
+    for i, c in enumerate(classes):
+        for r in range(runs_per_class):
+            current_factor = 1 + pore.pore_open_current_spread * rng.standard_normal()
+            if current_factor <= 0:
+                raise ValueError(
+                    f"pore_open_current_spread {pore.pore_open_current_spread} drew a "
+                    "non-positive open-pore current"
+                )
+            noise_factor = float(np.exp(pore.pore_noise_spread * rng.standard_normal()))
+            run_pore = pore.with_changes(
+                open_pore_current=pore.open_pore_current * current_factor,
+                flicker=pore.flicker * noise_factor,
+                white=pore.white * noise_factor,
+                dielectric=pore.dielectric * noise_factor,
+                capacitive=pore.capacitive * noise_factor,
+            )
+            runs.append(
+                simulate(keys[i * runs_per_class + r], int(per_run[r]), run_pore, classes=(c,))
+            )
+    return runs

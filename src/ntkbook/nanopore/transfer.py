@@ -19,24 +19,24 @@ __all__ = ["hardware_shift", "few_shot_indices"]
 
 
 def hardware_shift(
-    params: PoreParameters,
+    pore: PoreParameters,
     *,
     open_pore_factor: float = 0.8,
     noise_factor: float = 3.0,
     filter_cutoff: float = 5e3,
-    sampling_rate: float = 200e3,
+    sampling_rate: float = 500e3,
 ) -> PoreParameters:
     """The same peptides on a different setup: ``I_0 → factor·I_0``, every noise PSD term ×
     ``noise_factor``, a new Bessel cutoff and a new sampling rate (Hz)."""
     for name, value in (("open_pore_factor", open_pore_factor), ("noise_factor", noise_factor)):
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    return params.with_changes(
-        open_pore_current=params.open_pore_current * open_pore_factor,
-        flicker=params.flicker * noise_factor,
-        white=params.white * noise_factor,
-        dielectric=params.dielectric * noise_factor,
-        capacitive=params.capacitive * noise_factor,
+    return pore.with_changes(
+        open_pore_current=pore.open_pore_current * open_pore_factor,
+        flicker=pore.flicker * noise_factor,
+        white=pore.white * noise_factor,
+        dielectric=pore.dielectric * noise_factor,
+        capacitive=pore.capacitive * noise_factor,
         filter_cutoff=filter_cutoff,
         sampling_rate=sampling_rate,
     )
