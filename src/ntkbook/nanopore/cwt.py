@@ -300,6 +300,17 @@ def scaleogram(
     return images if coefficients.ndim == 3 else images[0]
 
 
+def _resize_span(n_in: int, n_out: int, lo: float, hi: float) -> tuple[float, float]:
+    """Check a resize of samples ``[lo, hi)`` of ``n_in`` to ``n_out``; return its ratio
+    ``r = (hi − lo)/n_out`` and the triangle filter's half-width ``max(r, 1)``."""
+    if not (isinstance(n_in, int) and isinstance(n_out, int) and n_in >= 1 and n_out >= 1):
+        raise ValueError(f"n_in and n_out must be positive ints, got {n_in!r}, {n_out!r}")
+    if not 0 <= lo < hi <= n_in:
+        raise ValueError(f"span must satisfy 0 <= lo < hi <= {n_in}, got [{lo}, {hi})")
+    ratio = (hi - lo) / n_out
+    return ratio, max(ratio, 1.0)
+
+
 def resize_weights(n_in: int, n_out: int, lo: float, hi: float) -> np.ndarray:
     """``(n_out, n_in)`` weights that resize the span ``[lo, hi)`` of ``n_in`` samples to
     ``n_out`` with a triangle filter (antialiased linear interpolation, as in PIL, torchvision
@@ -308,12 +319,7 @@ def resize_weights(n_in: int, n_out: int, lo: float, hi: float) -> np.ndarray:
     Output ``j`` sits at ``c_j = lo + (j + ½)·r`` (``r = (hi − lo)/n_out``, sample ``i`` at
     ``i + ½``) and weights sample ``i`` of the span by ``max(0, 1 − |i + ½ − c_j|/max(r, 1))``,
     normalised to sum 1; samples outside the span get no weight."""
-    if not (isinstance(n_in, int) and isinstance(n_out, int) and n_in >= 1 and n_out >= 1):
-        raise ValueError(f"n_in and n_out must be positive ints, got {n_in!r}, {n_out!r}")
-    if not 0 <= lo < hi <= n_in:
-        raise ValueError(f"span must satisfy 0 <= lo < hi <= {n_in}, got [{lo}, {hi})")
-    ratio = (hi - lo) / n_out
-    support = max(ratio, 1.0)
+    ratio, support = _resize_span(n_in, n_out, lo, hi)
     centre = lo + (np.arange(n_out) + 0.5) * ratio
     position = np.arange(n_in) + 0.5
     weights = np.maximum(0.0, 1.0 - np.abs(position[None, :] - centre[:, None]) / support)
@@ -329,12 +335,7 @@ def resize_taps(n_in: int, n_out: int, lo: float, hi: float, n_taps: int | None 
 
     The triangle filter of output ``j`` covers at most ``2·max(r, 1) + 2`` samples, so
     ``n_taps`` (at least that many; the default) holds it; unused taps have weight 0."""
-    if not (isinstance(n_in, int) and isinstance(n_out, int) and n_in >= 1 and n_out >= 1):
-        raise ValueError(f"n_in and n_out must be positive ints, got {n_in!r}, {n_out!r}")
-    if not 0 <= lo < hi <= n_in:
-        raise ValueError(f"span must satisfy 0 <= lo < hi <= {n_in}, got [{lo}, {hi})")
-    ratio = (hi - lo) / n_out
-    support = max(ratio, 1.0)
+    ratio, support = _resize_span(n_in, n_out, lo, hi)
     needed = int(np.ceil(2 * support)) + 2
     n_taps = needed if n_taps is None else n_taps
     if n_taps < needed:
