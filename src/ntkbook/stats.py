@@ -107,11 +107,20 @@ def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, np.clip(r, -1.0, 1.0), np.nan)
 
 
-def _p_value(r: float, n: int) -> float:
+def _p_value(r: float, n: int, partialled: int = 0) -> float:
+    """Two-sided t-test of ``r = 0`` on ``n − 2 − partialled`` degrees of freedom."""
     if abs(r) >= 1.0:
         return 0.0
-    t = r * np.sqrt((n - 2) / (1.0 - r * r))
-    return float(2.0 * _scipy_stats.t.sf(abs(t), n - 2))
+    dof = n - 2 - partialled
+    t = r * np.sqrt(dof / (1.0 - r * r))
+    return float(2.0 * _scipy_stats.t.sf(abs(t), dof))
+
+
+def _fisher_bounds(r: float, se_z: float, confidence: float) -> tuple[float, float]:
+    """``tanh(artanh r ± z_{(1+c)/2} se_z)``: the Fisher interval of a correlation."""
+    z_crit = _scipy_stats.norm.ppf(0.5 + confidence / 2.0)
+    z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+    return float(np.tanh(z - z_crit * se_z)), float(np.tanh(z + z_crit * se_z))
 
 
 def correlation(
@@ -159,13 +168,12 @@ def correlation(
                 "interval is undefined; use interval='bootstrap' or more pairs"
             )
         se_z = np.sqrt((1.06 if method == "spearman" else 1.0) / (n - 3))
-        z_crit = _scipy_stats.norm.ppf(0.5 + confidence / 2.0)
-        z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+        low, high = _fisher_bounds(r, se_z, confidence)
         return Correlation(
             method=method,
             coefficient=r,
-            low=float(np.tanh(z - z_crit * se_z)),
-            high=float(np.tanh(z + z_crit * se_z)),
+            low=low,
+            high=high,
             standard_error=float((1.0 - r * r) * se_z),
             p_value=p_value,
             confidence=confidence,
@@ -224,16 +232,10 @@ def pooled_correlation(x, y, groups, *, confidence: float = 0.95) -> Correlation
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    x, y = _check_pair(x, y)
     groups = np.asarray(groups)
-    if not (x.ndim == y.ndim == groups.ndim == 1 and x.size == y.size == groups.size):
-        raise ValueError(
-            f"x, y and groups must be 1-D of one length, got {x.shape}, {y.shape}, {groups.shape}"
-        )
-    for name, values in (("x", x), ("y", y)):
-        if not np.all(np.isfinite(values)):
-            first = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise ValueError(f"{name} contains NaN or inf at index {first}")
+    if groups.shape != x.shape:
+        raise ValueError(f"groups must be 1-D with one label per pair, got shape {groups.shape}")
     labels, group_index = np.unique(groups, return_inverse=True)
     n, partialled = x.size, labels.size - 1
     if n - 3 - partialled < 1:
@@ -256,17 +258,14 @@ def pooled_correlation(x, y, groups, *, confidence: float = 0.95) -> Correlation
             f"the pooled correlation is {r:+.0f}, where the Fisher interval is undefined"
         )
     se_z = 1.0 / np.sqrt(n - 3 - partialled)
-    z_crit = float(_scipy_stats.norm.ppf(0.5 + confidence / 2.0))
-    z = np.arctanh(r)
-    dof = n - 2 - partialled
-    t = r * np.sqrt(dof / (1.0 - r * r))
+    low, high = _fisher_bounds(r, se_z, confidence)
     return Correlation(
         method="pearson",
         coefficient=r,
-        low=float(np.tanh(z - z_crit * se_z)),
-        high=float(np.tanh(z + z_crit * se_z)),
+        low=low,
+        high=high,
         standard_error=float((1.0 - r * r) * se_z),
-        p_value=float(2.0 * _scipy_stats.t.sf(abs(t), dof)),
+        p_value=_p_value(r, n, partialled),
         confidence=confidence,
         interval="fisher",
         n=n,

@@ -840,9 +840,6 @@ class NTKFunction:
         cache_all = plan["method"] == "structured" or total_bytes <= _JACOBIAN_CACHE_BYTES
         # Under jit or vmap the blocks are traced arrays: assembled by jnp.block, not in place.
         traced = _traced(leaves, x1, x2)
-        grid = [
-            [None] * len(_blocks(n2 if x2 is not None else n1, size)) for _ in _blocks(n1, size)
-        ]
         rows = self._features(plan, leaves, x1, size) if cache_all else None
         row_blocks = _blocks(n1, size)
         if x2 is None:
@@ -851,6 +848,7 @@ class NTKFunction:
         else:
             cols = self._features(plan, leaves, x2, size) if cache_all else None
             col_blocks = _blocks(n2, size)
+        grid = [[None] * len(col_blocks) for _ in row_blocks]
         for i, (r0, r1) in enumerate(row_blocks):
             if cache_all:
                 fa = rows[i][2]
