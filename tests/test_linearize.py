@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from ntkbook.linearize import linearize
 from ntkbook.models import MLP
 from ntkbook.ntk import empirical_ntk
+from ntkbook.ntk.linearize import linearize
 from ntkbook.train import mse_loss, train
 
 F64 = jnp.float64

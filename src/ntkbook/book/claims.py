@@ -110,6 +110,10 @@ PAPER_CLAIMS: dict[str, dict[str, str]] = {
         "E3": "Chemotactic efficiency converges in swimmer size and speed.",
         "E4": "Three dominant strategies emerge, plus rare ones.",
     },
+    "temperature_strategy": {
+        "G1": "At higher temperatures the agents find new strategies for chemotaxis.",
+        "G2": "At higher temperatures the agents find new strategies for rotating a rod.",
+    },
     "peptide_scaleograms": {
         "F1": "The 42 peptides are classified far above chance.",
         "F2": "Scaleogram models beat a feature baseline.",

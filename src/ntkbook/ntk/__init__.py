@@ -10,6 +10,7 @@ from ntkbook.ntk.kernel import (
     ntk_diagonal,
     ntk_fn,
 )
+from ntkbook.ntk.linearize import linearize
 from ntkbook.ntk.measures import KERNEL_MEASURES, kernel_measures, kernel_measures_stack
 from ntkbook.ntk.position import (
     MinibatchSpectralPosition,
@@ -57,6 +58,7 @@ __all__ = [
     "ntk_diagonal",
     "ntk_fn",
     "matfree",
+    "linearize",
     "spectrum",
     "measures",
     "KERNEL_MEASURES",

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from scipy.optimize import curve_fit
 
-from ntkbook.scaling import compare_exponents, fit_power_law, threshold_crossing
+from ntkbook.powerlaw import compare_exponents, fit_power_law, frontier, threshold_crossing
 
 X = np.logspace(1, 4, 12)
 
@@ -260,3 +260,28 @@ def test_relative_magnitude_folds_the_interval_and_refuses_non_decaying_means():
     assert np.isnan(compare_exponents(a, growing).relative)
     with pytest.raises(ValueError, match="not positive"):
         compare_exponents(a, growing).relative_magnitude()
+
+
+def test_frontier_keeps_the_points_no_cheaper_point_beats():
+    compute = [4.0, 1.0, 2.0, 2.0, 3.0, 8.0, 5.0]
+    loss = [0.5, 1.0, 0.9, 0.7, 0.8, 0.6, 0.4]
+    front_compute, front_loss = frontier(compute, loss)
+    # Brute force: a point is on the frontier when every point of lower or equal compute
+    # (other than itself) has a higher loss.
+    expected = sorted(
+        (c, l)
+        for i, (c, l) in enumerate(zip(compute, loss, strict=True))
+        if all(loss[j] > l for j in range(len(compute)) if j != i and compute[j] <= c)
+    )
+    np.testing.assert_array_equal(front_compute, [c for c, _ in expected])
+    np.testing.assert_array_equal(front_loss, [l for _, l in expected])
+    assert np.all(np.diff(front_loss) < 0)
+
+
+def test_frontier_refuses_mismatched_empty_or_nan_input():
+    with pytest.raises(ValueError, match="equal length"):
+        frontier([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="none"):
+        frontier([], [])
+    with pytest.raises(ValueError, match="nan"):
+        frontier([1.0, 2.0], [1.0, np.nan])

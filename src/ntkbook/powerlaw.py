@@ -1,4 +1,4 @@
-"""Scaling laws: power-law fits with uncertainties, and where a power law crosses a threshold.
+"""Power laws: fits with uncertainties, and where a power law crosses a threshold.
 
 A scaling curve is a measured quantity ``y`` (test loss, a kernel measure) against a resource
 ``x`` (training-set size, width, compute). :func:`fit_power_law` fits
@@ -31,6 +31,7 @@ __all__ = [
     "threshold_crossing",
     "ExponentComparison",
     "compare_exponents",
+    "frontier",
 ]
 
 
@@ -440,3 +441,31 @@ def compare_exponents(
         dof=dof,
         confidence=confidence,
     )
+
+
+def frontier(compute: ArrayLike, loss: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """The compute-efficient frontier: the points that no point of lower or equal compute beats.
+
+    ``compute`` and ``loss`` are equal-length 1-D arrays of any number of runs pooled together.
+    Returns ``(compute, loss)`` of the frontier, sorted by compute, with loss strictly falling.
+    Points at equal compute are taken lowest loss first.
+    """
+    compute = np.asarray(compute, dtype=np.float64)
+    loss = np.asarray(loss, dtype=np.float64)
+    if compute.ndim != 1 or compute.shape != loss.shape:
+        raise ValueError(
+            f"compute and loss must be 1-D arrays of equal length, got shapes {compute.shape} "
+            f"and {loss.shape}"
+        )
+    if compute.size == 0:
+        raise ValueError("frontier needs at least one point, got none")
+    bad = ~(np.isfinite(compute) & np.isfinite(loss))
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"compute and loss must be finite, got ({compute[index]}, {loss[index]}) at {index}"
+        )
+    order = np.lexsort((loss, compute))
+    best = np.minimum.accumulate(loss[order])
+    kept = np.concatenate([[True], best[1:] < best[:-1]])
+    return compute[order][kept], loss[order][kept]
