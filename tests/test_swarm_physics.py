@@ -260,3 +260,39 @@ def test_free_advance_matches_the_stepwise_loop_for_a_fast_rotating_spheroid():
     # the test can fail: the kicks' covariance is anisotropic and turned by ω, so an isotropic
     # or unturned covariance would miss c_xy by more than the tolerance
     assert abs(cov_b[0, 1]) > 1.5 * tolerance
+
+
+def test_pairwise_wca_vanishes_at_contact_and_is_minus_the_energy_gradient():
+    sigma = ph.wca_sigma(3.08, 0.847)
+    assert float(sigma) * 2 ** (1 / 6) == pytest.approx(3.08 + 0.847, rel=1e-6)
+    epsilon = ph.wca_epsilon(300.0, offset_K=1.0)
+    assert float(epsilon) == pytest.approx(1.380649e-23 * 301.0 * 1e18, rel=1e-6)
+    assert float(ph.wca_epsilon(300.0, fixed=0.01)) == pytest.approx(0.01)
+
+    def energy(d):
+        r = jnp.linalg.norm(d)
+        s6 = (sigma / r) ** 6
+        return 4 * epsilon * (s6**2 - s6) + epsilon
+
+    d = jnp.array([2.5, 1.7])
+    np.testing.assert_allclose(
+        ph.wca_pair_forces(d, sigma, epsilon), -jax.grad(energy)(d), rtol=1e-5
+    )
+    at_contact = jnp.array([3.08 + 0.847 + 1e-4, 0.0])
+    assert float(jnp.abs(ph.wca_pair_forces(at_contact, sigma, epsilon)).max()) == 0.0
+
+
+def test_open_boundary_leaves_positions_alone_and_relaxation_removes_overlaps():
+    physics = ph.make_physics(radius_um=1.0, temperature_K=0.0, box_length=10.0, boundary="open")
+    state = ph.ColloidState(jnp.array([[9.5, 5.0]]), jnp.zeros((1,)))
+    moved = ph.step(state, jnp.zeros((1, 3)), 2.0, 0.0, physics, 1.0)
+    np.testing.assert_allclose(moved.positions, [[11.5, 5.0]])
+    crowded = ph.init_colloids(jax.random.key(0), 30, [0.0, 0.0], 3.0).positions
+    assert int(ph.overlaps(crowded, 1.0)) > 0
+    assert int(ph.overlaps(ph.relax_overlaps(crowded, 1.0), 1.0)) == 0
+
+
+def test_too_many_colloids_for_the_area_raise_naming_the_numbers():
+    ph.check_fits(10, 1.0, 100.0)
+    with pytest.raises(ValueError, match="40 colloids of radius 1 µm cannot fit"):
+        ph.check_fits(40, 1.0, 100.0)

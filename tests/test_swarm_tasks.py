@@ -71,7 +71,8 @@ def test_rollout_shapes_and_policies():
         np.asarray(traj.observations[..., 0]) >= 0, tk.TRANSLATE, tk.ROTATE_COUNTERCLOCKWISE
     )
     np.testing.assert_array_equal(traj.actions, expected)
-    start = ph.ColloidState(jnp.zeros((4000, 2)), jnp.zeros((4000,)))
+    colloids = ph.ColloidState(jnp.zeros((4000, 2)), jnp.zeros((4000,)))
+    start = tk.EnvState(colloids, colloids, jnp.zeros((), jnp.int32))
     counts = np.bincount(
         np.asarray(tk.random_policy(jax.random.key(6), jnp.zeros((4000, 1)), start, ENV))
     )
@@ -84,8 +85,9 @@ def test_steering_controller_turns_towards_the_source_and_swims_when_aligned():
     positions = jnp.asarray(np.tile(source + np.array([50.0, 0.0]), (4, 1)), jnp.float32)
     # headings: towards the source, 20° off (within half a 60° turn), 90° left and 90° right
     headings = jnp.asarray(np.deg2rad([180.0, 160.0, 90.0, 270.0]), jnp.float32)
+    colloids = ph.ColloidState(positions, headings)
     actions = tk.steer_to_source_policy(
-        None, jnp.zeros((4, 1)), ph.ColloidState(positions, headings), ENV
+        None, jnp.zeros((4, 1)), tk.EnvState(colloids, colloids, jnp.zeros((), jnp.int32)), ENV
     )
     # heading 90° (north) must turn counter-clockwise to point west; 270° clockwise
     expected = [tk.TRANSLATE, tk.TRANSLATE, tk.ROTATE_COUNTERCLOCKWISE, tk.ROTATE_CLOCKWISE]
@@ -99,6 +101,38 @@ def test_transition_never_resets_and_env_step_resets_at_the_time_limit():
     for k in range(3):  # past the episode length
         state, obs, reward = tk.transition(jax.random.key(k + 1), state, swim, env, SWIMMER)
     assert int(state.time) == 3 and obs.shape == (3, 1) and reward.shape == (3,)
+    assert state.extra is None and state.memory is None  # chemotaxis has no task state
+
+
+def test_rollout_records_the_rod_angle_and_ppo_trains_on_the_rod_task():
+    from ntkbook.swarm import PPOConfig, make_train
+    from ntkbook.swarm import rod as rd
+    from ntkbook.swarm import rod_rotation as rr
+
+    env = tk.EnvConfig(
+        task="rod_rotation",
+        n_agents=4,
+        decision_interval=1.0,
+        integrator_step=0.05,
+        episode_length=3,
+        box_length=150.0,
+        start_radius=25.0,
+        turn_rate_deg=3.55,
+        boundary="open",
+        task_options=rr.RodRotation(rod=rd.RodConfig(geometry="capsule")),
+    )
+    swimmer = tk.swimmer_parameters(radius_um=3.08, speed_body_lengths=0.25)
+    traj = jax.jit(tk.rollout, static_argnums=(1, 2, 4))(
+        jax.random.key(0), tk.random_policy, env, swimmer, 5
+    )
+    assert traj.task_states.angle.shape == (6,) and traj.observations.shape == (5, 4, 10)
+    config = PPOConfig(n_envs=2, n_steps=3, n_updates=2, update_epochs=1, n_minibatches=1)
+    temperatures = tk.swimmer_parameters(3.08, 0.25, temperature_K=[0.0, 300.0])
+    result = jax.jit(jax.vmap(make_train(env, config)))(
+        jax.random.split(jax.random.key(1), 2), temperatures
+    )
+    assert result.metrics["mean_reward"].shape == (2, 2)
+    assert bool(jnp.all(jnp.isfinite(result.metrics["mean_reward"])))
 
 
 def test_swimmer_batches_and_speed():
@@ -135,3 +169,12 @@ def test_unknown_task_and_registering_a_new_one():
     np.testing.assert_allclose(
         obs[:, 0], tk.distance_to_source(state.colloids.positions, env) / 1000.0, rtol=1e-6
     )
+
+
+def test_interacting_agents_start_without_overlaps_and_touch_at_two_radii():
+    env = tk.EnvConfig(n_agents=100, integrator_step=0.01, start_radius=20.0, interactions=True)
+    swimmer = tk.swimmer_parameters(radius_um=2.14)
+    state, _ = tk.reset(jax.random.key(0), env, swimmer)
+    assert int(ph.overlaps(state.colloids.positions, 2.14)) == 0
+    physics = tk.physics_of(swimmer, env)
+    assert float(physics.wca_sigma) * 2 ** (1 / 6) == pytest.approx(4.28, rel=1e-6)

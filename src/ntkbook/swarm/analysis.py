@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -40,7 +41,16 @@ __all__ = [
     "onset_cells",
     "top_pair",
     "top_change",
+    "ROD_STRATEGIES",
+    "rod_contact_statistics",
+    "classify_rod_strategy",
+    "rod_strategy_counts",
+    "rod_frame_density",
+    "strategy_shift",
+    "StrategyShift",
 ]
+
+ROD_STRATEGIES = ("tip pushing", "middle pushing", "idle")
 
 MOVES = ("swim", "rotate", "rest")
 STRATEGIES = tuple(f"{rise}-{fall}" for rise in MOVES for fall in MOVES)
@@ -368,3 +378,139 @@ def top_change(
         return change.ravel()
     keep = np.take(np.broadcast_to(np.asarray(eligible, bool), values.shape), low, axis=axis)
     return change[keep]
+
+
+def _rod_coordinates(positions, angles, center):
+    positions = np.asarray(positions, np.float64)
+    angles = np.asarray(angles, np.float64)[..., None]
+    relative = positions - np.asarray(center, np.float64)
+    s = relative[..., 0] * np.cos(angles) + relative[..., 1] * np.sin(angles)
+    h = -relative[..., 0] * np.sin(angles) + relative[..., 1] * np.cos(angles)
+    return s, h
+
+
+def rod_contact_statistics(
+    positions, angles, center, radius_um: float, rod, contact_gap: float | None = None
+) -> dict:
+    """Where the agents of one deployment touch the rod.
+
+    ``positions`` (T+1, n, 2) and rod ``angles`` (T+1,) of a rod-rotation deployment; ``rod`` its
+    :class:`~ntkbook.swarm.rod.RodConfig`. In the rod's frame (``s`` along the axis, ``h``
+    along the normal), an agent is **in contact** when its gap to the rod's surface,
+    ``dist(r, segment) − (R + a)``, is below ``contact_gap`` (default ``R/2``). Returns
+    ``contact_fraction`` (share of all agent-decisions in contact), ``tip_share`` (share of the
+    contacts with ``|s| > L/4``, the outer half of each arm), ``counterclockwise_share`` (share
+    of the contacts on the side from which a push turns the rod counter-clockwise,
+    ``s·h < 0``).
+    """
+    s, h = _rod_coordinates(positions, angles, center)
+    along = np.clip(s, -rod.half_span, rod.half_span)
+    gap = np.hypot(s - along, h) - (radius_um + rod.bead_radius_um)
+    touching = gap < (0.5 * radius_um if contact_gap is None else contact_gap)
+    n_contacts = int(touching.sum())
+    tip = np.abs(s) > rod.length_um / 4
+    return {
+        "contact_fraction": n_contacts / touching.size,
+        "tip_share": float((tip & touching).sum() / n_contacts) if n_contacts else 0.0,
+        "counterclockwise_share": (
+            float(((s * h < 0) & touching).sum() / n_contacts) if n_contacts else 0.0
+        ),
+    }
+
+
+def classify_rod_strategy(
+    stats: dict, contact_threshold: float = 0.1, tip_threshold: float = 0.5
+) -> str:
+    """The strategy of one rod deployment from :func:`rod_contact_statistics`.
+
+    The rule: ``"idle"`` when fewer than ``contact_threshold`` of the agent-decisions are in
+    contact with the rod; otherwise ``"tip pushing"`` when at least ``tip_threshold`` of the
+    contacts lie on the outer half of an arm (``|s| > L/4``), else ``"middle pushing"``.
+    """
+    if stats["contact_fraction"] < contact_threshold:
+        return "idle"
+    return "tip pushing" if stats["tip_share"] >= tip_threshold else "middle pushing"
+
+
+def rod_strategy_counts(labels: Sequence[str]) -> dict[str, int]:
+    """Counts of every strategy in :data:`ROD_STRATEGIES` (zeros included)."""
+    counts = Counter(labels)
+    unknown = set(counts) - set(ROD_STRATEGIES)
+    if unknown:
+        raise ValueError(f"unknown rod strategy labels {sorted(unknown)}")
+    return {name: int(counts.get(name, 0)) for name in ROD_STRATEGIES}
+
+
+def rod_frame_density(positions, angles, center, extent: float, bins: int = 40) -> np.ndarray:
+    """Histogram (bins, bins) of agent positions in the rod's frame, ``s`` (rows) and ``h``
+    (columns) within ``±extent`` µm, normalised to sum 1 over all agent-decisions given
+    (leading axes of ``positions`` are pooled; ``angles`` matches them without the agents)."""
+    s, h = _rod_coordinates(positions, angles, center)
+    edges = np.linspace(-extent, extent, bins + 1)
+    counts, _, _ = np.histogram2d(s.ravel(), h.ravel(), bins=(edges, edges))
+    return counts / s.size
+
+
+class StrategyShift(NamedTuple):
+    """How far the strategy labels of two groups of trainings differ.
+
+    ``value``: the total-variation distance ``½ Σ_k |p_k − q_k|`` between the label frequencies
+    of the two groups; ``interval``: its percentile-bootstrap interval (seeds resampled within
+    each group); ``null``: the ``null_quantile`` of the same distance when the labels are
+    shuffled between the groups (what two groups of these sizes drawn from one distribution
+    give by chance)."""
+
+    value: float
+    interval: tuple[float, float]
+    null: float
+
+
+def _total_variation(a: np.ndarray, b: np.ndarray, n_labels: int) -> float:
+    p = np.bincount(a, minlength=n_labels) / a.size
+    q = np.bincount(b, minlength=n_labels) / b.size
+    return 0.5 * float(np.abs(p - q).sum())
+
+
+def strategy_shift(
+    labels_a: Sequence[str],
+    labels_b: Sequence[str],
+    key: jax.Array,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    null_quantile: float = 0.95,
+) -> StrategyShift:
+    """:class:`StrategyShift` of two groups of strategy labels (e.g. the seeds trained at the
+    coldest and at the hottest temperature).
+
+    Raises:
+        ValueError: a group with fewer than 2 labels.
+    """
+    if len(labels_a) < 2 or len(labels_b) < 2:
+        raise ValueError(
+            f"strategy_shift needs at least 2 labels per group, got {len(labels_a)} and "
+            f"{len(labels_b)}"
+        )
+    names = sorted(set(labels_a) | set(labels_b))
+    a = np.array([names.index(x) for x in labels_a])
+    b = np.array([names.index(x) for x in labels_b])
+    k_a, k_b, k_null = jax.random.split(key, 3)
+    rows_a = np.asarray(jax.random.randint(k_a, (n_resamples, a.size), 0, a.size))
+    rows_b = np.asarray(jax.random.randint(k_b, (n_resamples, b.size), 0, b.size))
+    boot = [_total_variation(a[i], b[j], len(names)) for i, j in zip(rows_a, rows_b, strict=True)]
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(boot, [tail, 100.0 - tail])
+    pooled = np.concatenate([a, b])
+    orders = np.asarray(
+        jax.vmap(lambda k: jax.random.permutation(k, pooled.size))(
+            jax.random.split(k_null, n_resamples)
+        )
+    )
+    null = [
+        _total_variation(pooled[order[: a.size]], pooled[order[a.size :]], len(names))
+        for order in orders
+    ]
+    return StrategyShift(
+        _total_variation(a, b, len(names)),
+        (float(low), float(high)),
+        float(np.quantile(null, null_quantile)),
+    )

@@ -63,6 +63,12 @@ __all__ = [
     "init_colloids",
     "minimum_image",
     "wca_forces",
+    "wca_sigma",
+    "wca_epsilon",
+    "wca_pair_forces",
+    "check_fits",
+    "overlaps",
+    "relax_overlaps",
     "step",
     "advance",
     "advance_stepwise",
@@ -72,7 +78,8 @@ __all__ = [
 BOLTZMANN = 1.380649e-23  # J/K
 WATER_VISCOSITY = 8.9e-4  # Pa·s (= pN·s/µm²), water near 25 °C
 SHAPES = ("sphere", "prolate", "oblate")
-BOUNDARIES = ("periodic", "walls")
+BOUNDARIES = ("periodic", "walls", "open")
+HEXAGONAL_PACKING = math.pi / (2.0 * math.sqrt(3.0))  # densest packing fraction of discs
 _SPHERE_TOLERANCE = 1e-2  # |p − 1| below which Stokes replaces Perrin (they differ by < 0.3%;
 # closer to 1, Perrin's differences cancel catastrophically in float32)
 
@@ -97,7 +104,8 @@ class Physics:
         box_length: side of the square box, µm (the box is ``[0, L)²``).
         wca_epsilon: WCA energy scale in pN·µm (used only when ``interactions``).
         wca_sigma: WCA length scale in µm (twice the radius for touching spheres).
-        boundary: ``"periodic"`` or ``"walls"`` (reflecting), static.
+        boundary: ``"periodic"``, ``"walls"`` (reflecting) or ``"open"`` (no boundary: the
+            box only sets the frame, as in the rod runs of the temperature paper), static.
         interactions: whether WCA repulsion between colloids is on, static.
     """
 
@@ -292,28 +300,158 @@ def minimum_image(displacement: jax.Array, box_length) -> jax.Array:
     return displacement - box_length * jnp.round(displacement / box_length)
 
 
+def wca_sigma(radius_i, radius_j) -> jax.Array:
+    """WCA length ``σ_ij = (r_i + r_j)·2^(−1/6)`` (µm): the force vanishes at contact,
+    ``d = 2^(1/6) σ = r_i + r_j`` (SwarmRL's choice for particles of different radii)."""
+    return (jnp.asarray(radius_i, jnp.float32) + jnp.asarray(radius_j, jnp.float32)) * (
+        2.0 ** (-1.0 / 6.0)
+    )
+
+
+def wca_epsilon(temperature_K, offset_K=0.0, fixed=None) -> jax.Array:
+    """WCA energy ``ε = k_B (T + offset)`` in pN·µm, or ``fixed`` (pN·µm) when given.
+
+    The temperature paper's rod runs use ``offset = 1 K``; a fixed ε separates the contact
+    stiffness from the temperature.
+    """
+    if fixed is not None:
+        return jnp.asarray(fixed, jnp.float32)
+    return thermal_energy(jnp.asarray(temperature_K, jnp.float32) + offset_K)
+
+
+def wca_pair_forces(displacements: jax.Array, sigma, epsilon) -> jax.Array:
+    """WCA force (..., 2) in pN on particle ``i`` from ``j`` for ``d = r_i − r_j`` (..., 2).
+
+    ``U(d) = 4ε[(σ/d)¹² − (σ/d)⁶] + ε`` for ``d < 2^(1/6) σ``, zero beyond and at ``d = 0``;
+    ``F = −∂U/∂r_i = 24ε (2(σ/d)¹² − (σ/d)⁶) d/d²``. ``sigma`` and ``epsilon`` broadcast
+    against ``displacements[..., 0]`` (pairwise σ).
+    """
+    d2 = jnp.sum(displacements**2, axis=-1)
+    sigma2 = jnp.asarray(sigma, jnp.float32) ** 2
+    active = (d2 > 0.0) & (d2 < (2.0 ** (1.0 / 3.0)) * sigma2)
+    d2_safe = jnp.where(active, d2, 1.0)
+    s6 = (sigma2 / d2_safe) ** 3
+    magnitude = jnp.where(active, 24.0 * epsilon * (2.0 * s6**2 - s6) / d2_safe, 0.0)
+    return magnitude[..., None] * displacements
+
+
 def wca_forces(positions: jax.Array, physics: Physics) -> jax.Array:
     """Weeks–Chandler–Andersen forces (n, 2) in pN on each colloid from all others.
 
-    ``U(d) = 4ε[(σ/d)¹² − (σ/d)⁶] + ε`` for ``d < 2^(1/6) σ``, zero beyond; ``F_i = −∂U/∂r_i``.
+    ``U(d) = 4ε[(σ/d)¹² − (σ/d)⁶] + ε`` for ``d < 2^(1/6) σ``, zero beyond; ``F_i = −∂U/∂r_i``
+    (:func:`wca_pair_forces` with the one ``σ`` and ``ε`` of ``physics``).
     """
     d_vec = positions[:, None, :] - positions[None, :, :]
     if physics.boundary == "periodic":
         d_vec = minimum_image(d_vec, physics.box_length)
-    d2 = jnp.sum(d_vec**2, axis=-1)
+    return jnp.sum(wca_pair_forces(d_vec, physics.wca_sigma, physics.wca_epsilon), axis=1)
+
+
+def check_fits(n: int, radius_um: float, area_um2: float, what: str = "the box") -> None:
+    """Raise unless ``n`` discs of radius ``radius_um`` can fit into ``area_um2`` without
+    overlap, i.e. unless ``n π R² ≤ (π/(2√3))·area`` (hexagonal packing, the densest).
+
+    Raises:
+        ValueError: naming ``n``, the radius, the area and the packing fraction it would need.
+    """
+    fraction = n * math.pi * radius_um**2 / area_um2
+    if not fraction <= HEXAGONAL_PACKING:
+        raise ValueError(
+            f"{n} colloids of radius {radius_um:.4g} µm cannot fit without overlap in {what} "
+            f"of area {area_um2:.4g} µm²: they would cover {fraction:.3g} of it, more than "
+            f"the densest packing {HEXAGONAL_PACKING:.4f}"
+        )
+
+
+def _segment_offsets(positions, segment_start, segment_end):
+    """Vectors (n, 2) from the nearest point of the segment to each position."""
+    axis = segment_end - segment_start
+    t = jnp.clip(
+        jnp.sum((positions - segment_start) * axis, -1) / jnp.maximum(jnp.sum(axis**2), 1e-12),
+        0.0,
+        1.0,
+    )
+    return positions - (segment_start + t[:, None] * axis)
+
+
+def overlaps(
+    positions: jax.Array,
+    radius_um,
+    segment: tuple | None = None,
+    tolerance: float = 1e-4,
+) -> jax.Array:
+    """Number of overlapping pairs: colloid pairs closer than ``2R(1 − tolerance)`` plus,
+    with ``segment = (start, end, radius)``, colloids closer than ``(R + radius)(1 −
+    tolerance)`` to that capsule (a rod)."""
+    n = positions.shape[0]
+    d2 = jnp.sum((positions[:, None] - positions[None]) ** 2, -1)
+    too_close = (d2 < (2.0 * radius_um * (1.0 - tolerance)) ** 2) & ~jnp.eye(n, dtype=bool)
+    count = jnp.sum(too_close) // 2
+    if segment is not None:
+        start, end, seg_radius = segment
+        gap = jnp.linalg.norm(_segment_offsets(positions, start, end), axis=-1)
+        count = count + jnp.sum(gap < (radius_um + seg_radius) * (1.0 - tolerance))
+    return count
+
+
+def relax_overlaps(
+    positions: jax.Array,
+    radius_um,
+    segment: tuple | None = None,
+    n_iterations: int = 2000,
+    margin: float = 0.01,
+) -> jax.Array:
+    """Positions moved apart until no two colloids (and no colloid and the capsule
+    ``segment = (start, end, radius)``, held fixed) overlap: an energy minimisation.
+
+    Steepest descent on the soft overlap energy ``U = ½ Σ (c − d)₊²`` with contact distance
+    ``c = 2R(1 + margin)`` between colloids and ``(R + radius)(1 + margin)`` to the segment,
+    a step of ``¼ ∇U`` per iteration, until every overlap is below half the margin or after
+    ``n_iterations`` (the authors relax their start by ESPResSo's steepest descent on the WCA
+    energy; the soft energy reaches the same end without huge forces).
+    Check the result with :func:`overlaps`; it is overlap-free whenever the colloids fit.
+    """
     n = positions.shape[0]
     eye = jnp.eye(n, dtype=bool)
-    cutoff2 = (2.0 ** (1.0 / 3.0)) * physics.wca_sigma**2
-    active = (~eye) & (d2 < cutoff2)
-    d2_safe = jnp.where(active, d2, 1.0)
-    s6 = (physics.wca_sigma**2 / d2_safe) ** 3
-    # −dU/dd · (d_vec/d) = 24ε(2 s12 − s6)/d² · d_vec
-    magnitude = jnp.where(active, 24.0 * physics.wca_epsilon * (2.0 * s6**2 - s6) / d2_safe, 0.0)
-    return jnp.sum(magnitude[..., None] * d_vec, axis=1)
+    contact = 2.0 * radius_um * (1.0 + margin)
+
+    def overlaps_of(x):
+        d_vec = x[:, None] - x[None]
+        d = jnp.sqrt(jnp.sum(d_vec**2, -1) + eye)
+        overlap = jnp.where(eye, 0.0, jnp.maximum(contact - d, 0.0))
+        seg_overlap = jnp.zeros((n,), x.dtype)
+        normal = jnp.zeros_like(x)
+        if segment is not None:
+            start, end, seg_radius = segment
+            offset = _segment_offsets(x, start, end)
+            gap = jnp.linalg.norm(offset, axis=-1)
+            normal = offset / jnp.maximum(gap, 1e-6)[:, None]
+            seg_overlap = jnp.maximum((radius_um + seg_radius) * (1.0 + margin) - gap, 0.0)
+        return d_vec, d, overlap, seg_overlap, normal
+
+    def push(carry):
+        x, i = carry
+        d_vec, d, overlap, seg_overlap, normal = overlaps_of(x)
+        # coincident colloids are split along a fixed direction
+        split = jnp.array([1.0, 0.0]) * (1.0 - 2.0 * jnp.tri(n)[..., None])
+        direction = jnp.where(d[..., None] > 1e-6, d_vec / d[..., None], split)
+        move = 0.25 * jnp.sum(overlap[..., None] * direction, axis=1)
+        return x + move + 0.5 * seg_overlap[:, None] * normal, i + 1
+
+    def overlapping(carry):
+        x, i = carry
+        _, _, overlap, seg_overlap, _ = overlaps_of(x)
+        # stop once every gap is at least half the margin: then no two colloids overlap
+        worst = jnp.maximum(jnp.max(overlap, initial=0.0), jnp.max(seg_overlap, initial=0.0))
+        return (i < n_iterations) & (worst > 0.5 * margin * radius_um)
+
+    return jax.lax.while_loop(overlapping, push, (positions, 0))[0]
 
 
 def _apply_boundary(positions: jax.Array, physics: Physics) -> jax.Array:
     L = physics.box_length
+    if physics.boundary == "open":
+        return positions
     if physics.boundary == "periodic":
         return jnp.mod(positions, L)
     reflected = jnp.where(positions < 0.0, -positions, positions)
@@ -327,6 +465,7 @@ def step(
     angular_velocity,
     physics: Physics,
     dt: float,
+    force: jax.Array | None = None,
 ) -> ColloidState:
     """One Euler–Maruyama step of length ``dt`` (s); the update is in the module docstring.
 
@@ -337,13 +476,16 @@ def step(
         angular_velocity: ``ω`` in rad/s, scalar or (n,).
         physics: friction, temperature, box.
         dt: integrator step in s.
+        force: further forces (n, 2) in pN (e.g. contacts with a rod), added to the WCA
+            forces between colloids.
     """
     theta = state.orientations
     n_hat = jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=-1)
     n_perp = jnp.stack([-jnp.sin(theta), jnp.cos(theta)], axis=-1)
     drift = speed[..., None] * n_hat if jnp.ndim(speed) else speed * n_hat
     if physics.interactions:
-        force = wca_forces(state.positions, physics)
+        force = wca_forces(state.positions, physics) + (0.0 if force is None else force)
+    if force is not None:
         drift = drift + (
             jnp.sum(force * n_hat, -1, keepdims=True) * n_hat / physics.gamma_parallel
             + jnp.sum(force * n_perp, -1, keepdims=True) * n_perp / physics.gamma_perpendicular

@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +71,7 @@ __all__ = [
     "reset",
     "transition",
     "env_step",
+    "action_velocities",
     "Policy",
     "rollout",
     "random_policy",
@@ -157,7 +158,11 @@ class EnvConfig:
         observable_scale: ``o = observable_scale · Δc``.
         reward_scale: ``R = clip(reward_scale · Δc, 0, ∞)``.
         boundary: ``"periodic"`` or ``"walls"``.
-        interactions: WCA repulsion between colloids (ε = k_B T, σ = 2R).
+        interactions: WCA repulsion between colloids (ε = k_B T, σ = 2R·2^(−1/6) so that the
+            force vanishes at contact, SwarmRL's choice); the start is then relaxed to be
+            free of overlaps.
+        task_options: static options of the task (a hashable object, e.g.
+            :class:`ntkbook.swarm.rod_rotation.RodRotation`); None takes the task's default.
     """
 
     task: str = "chemotaxis"
@@ -172,9 +177,12 @@ class EnvConfig:
     reward_scale: float = 10.0
     boundary: str = "periodic"
     interactions: bool = False
+    task_options: Any = None
 
     def __post_init__(self):
-        get_task(self.task)
+        task = get_task(self.task)
+        if self.task_options is None and task.default_options is not None:
+            object.__setattr__(self, "task_options", task.default_options)
         for name in ("decision_interval", "integrator_step", "box_length", "start_radius"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -205,11 +213,20 @@ class EnvConfig:
 
 
 class Task(NamedTuple):
-    """A task: observable and reward as plain functions of (previous, now, config)."""
+    """A task: observable and reward as plain functions of (previous, now, config).
 
-    observe: Callable[[ph.ColloidState, ph.ColloidState, EnvConfig], jax.Array]
-    reward: Callable[[ph.ColloidState, ph.ColloidState, EnvConfig], jax.Array]
+    A task with a state of its own (the rod of :mod:`.rod_rotation`) gives its own ``reset``
+    and ``transition`` with the signatures of :func:`reset` and :func:`transition`; they are
+    then used instead of the default ones (which call ``observe`` and ``reward``), and
+    ``default_options`` fills ``EnvConfig.task_options`` when that is None.
+    """
+
+    observe: Callable | None
+    reward: Callable | None
     observation_size: int
+    reset: Callable | None = None
+    transition: Callable | None = None
+    default_options: Any = None
 
 
 def source_position(config: EnvConfig) -> jax.Array:
@@ -285,16 +302,24 @@ def physics_of(params: SwimmerParameters, config: EnvConfig) -> ph.Physics:
         box_length=config.box_length,
         boundary=config.boundary,
         interactions=config.interactions,
+        wca_sigma=ph.wca_sigma(params.radius_um, params.radius_um),
     )
 
 
 @struct.dataclass
 class EnvState:
-    """Colloids now, at the previous decision, and the decision index within the episode."""
+    """Colloids now, at the previous decision, and the decision index within the episode.
+
+    ``extra`` is the task's own state, renewed at every reset (the rod of the rod-rotation
+    task); ``memory`` is task state that outlives an episode (that task's reward history,
+    which SwarmRL keeps in its task object across episodes). Both are None for chemotaxis.
+    """
 
     colloids: ph.ColloidState
     previous: ph.ColloidState
     time: jax.Array
+    extra: Any = None
+    memory: Any = None
 
 
 class StepOutput(NamedTuple):
@@ -315,14 +340,24 @@ class StepOutput(NamedTuple):
 def reset(
     key: jax.Array, config: EnvConfig, params: SwimmerParameters
 ) -> tuple[EnvState, jax.Array]:
-    """A new episode: agents uniform in the start disc; first observation (no change yet) is 0."""
-    del params  # the start does not depend on the swimmer; kept for a uniform signature
+    """A new episode: agents uniform in the start disc (moved apart until none overlaps
+    another when they interact); first observation (no change yet) is 0.
+
+    A task with its own ``reset`` (see :class:`Task`) starts its episodes itself."""
+    task = get_task(config.task)
+    if task.reset is not None:
+        return task.reset(key, config, params)
     colloids = ph.init_colloids(key, config.n_agents, source_position(config), config.start_radius)
+    if config.interactions:
+        positions = ph.relax_overlaps(colloids.positions, params.radius_um)
+        colloids = ph.ColloidState(positions, colloids.orientations)
     state = EnvState(colloids, colloids, jnp.zeros((), jnp.int32))
     return state, get_task(config.task).observe(colloids, colloids, config)
 
 
-def _physics_of_actions(actions: jax.Array, params: SwimmerParameters, config: EnvConfig):
+def action_velocities(actions: jax.Array, params: SwimmerParameters, config: EnvConfig):
+    """Swim speed (µm/s) and angular velocity (rad/s) per agent for ``actions`` (n_agents,):
+    ``v`` for translate, ``∓`` the turn rate for the clockwise/counter-clockwise turns."""
     v = swim_speed(params)
     omega = jnp.deg2rad(config.turn_rate_deg)
     speed = jnp.where(actions == TRANSLATE, v, 0.0)
@@ -347,7 +382,9 @@ def transition(
     reward ``(n_agents,)``. One continuous trajectory is a ``lax.scan`` of this function.
     """
     task = get_task(config.task)
-    speed, angular = _physics_of_actions(actions, params, config)
+    if task.transition is not None:
+        return task.transition(key, state, actions, config, params)
+    speed, angular = action_velocities(actions, params, config)
     now = ph.advance(
         state.colloids,
         key,
@@ -380,7 +417,7 @@ def env_step(
     fresh_state, fresh_observation = reset(k_reset, config, params)
     next_state = jax.tree_util.tree_map(
         lambda a, b: jnp.where(truncated, a, b), fresh_state, stepped
-    )
+    ).replace(memory=stepped.memory)
     n = config.n_agents
     return next_state, StepOutput(
         observation=jnp.where(truncated, fresh_observation, observation),
@@ -393,20 +430,24 @@ def env_step(
 
 class Trajectory(NamedTuple):
     """A deployment: ``positions`` (T+1, n, 2) µm, ``orientations`` (T+1, n) rad,
-    ``observations`` (T, n, obs) seen before each action, ``actions`` (T, n), ``rewards`` (T, n)."""
+    ``observations`` (T, n, obs) seen before each action, ``actions`` (T, n), ``rewards`` (T, n),
+    and ``task_states``, the task's own state (``EnvState.extra``) at the start and after each
+    decision (T+1 leading entries; None for chemotaxis)."""
 
     positions: jax.Array
     orientations: jax.Array
     observations: jax.Array
     actions: jax.Array
     rewards: jax.Array
+    task_states: Any = None
 
 
-Policy = Callable[[jax.Array, jax.Array, ph.ColloidState, EnvConfig], jax.Array]
-"""A controller ``policy(key, observations, colloids, config) -> actions (n_agents,)``.
+Policy = Callable[[jax.Array, jax.Array, EnvState, EnvConfig], jax.Array]
+"""A controller ``policy(key, observations, state, config) -> actions (n_agents,)``.
 
-``observations`` is what the agents see ``(n_agents, obs)``; ``colloids`` is the full state, which
-only a controller that is not restricted to the observation (:func:`steer_to_source_policy`) reads.
+``observations`` is what the agents see ``(n_agents, obs)``; ``state`` is the full
+:class:`EnvState`, which only a controller that is not restricted to the observation
+(:func:`steer_to_source_policy`, the rod task's tip pusher) reads.
 """
 
 
@@ -429,34 +470,38 @@ def rollout(
     def body(carry, k):
         state, obs = carry
         k_policy, k_physics = jax.random.split(k)
-        actions = policy(k_policy, obs, state.colloids, config)
+        actions = policy(k_policy, obs, state, config)
         state, next_obs, reward = transition(k_physics, state, actions, config, params)
         now = state.colloids
-        return (state, next_obs), (now.positions, now.orientations, obs, actions, reward)
+        record = (now.positions, now.orientations, obs, actions, reward, state.extra)
+        return (state, next_obs), record
 
-    start = state.colloids
-    _, (positions, orientations, observations, actions, rewards) = jax.lax.scan(
+    start = state
+    _, (positions, orientations, observations, actions, rewards, extras) = jax.lax.scan(
         body, (state, observation), jax.random.split(k_run, n_decisions)
     )
     return Trajectory(
-        positions=jnp.concatenate([start.positions[None], positions]),
-        orientations=jnp.concatenate([start.orientations[None], orientations]),
+        positions=jnp.concatenate([start.colloids.positions[None], positions]),
+        orientations=jnp.concatenate([start.colloids.orientations[None], orientations]),
         observations=observations,
         actions=actions,
         rewards=rewards,
+        task_states=jax.tree_util.tree_map(
+            lambda a, b: jnp.concatenate([a[None], b]), start.extra, extras
+        ),
     )
 
 
 def random_policy(
-    key: jax.Array, observations: jax.Array, colloids: ph.ColloidState, config: EnvConfig
+    key: jax.Array, observations: jax.Array, state: EnvState, config: EnvConfig
 ) -> jax.Array:
     """Each agent picks one of the four actions uniformly at random."""
-    del colloids, config
+    del state, config
     return jax.random.randint(key, observations.shape[:1], 0, len(ACTIONS))
 
 
 def run_and_rotate_policy(
-    key: jax.Array, observations: jax.Array, colloids: ph.ColloidState, config: EnvConfig
+    key: jax.Array, observations: jax.Array, state: EnvState, config: EnvConfig
 ) -> jax.Array:
     """A hand-written controller that sees only the observation: swim while the concentration
     did not fall, otherwise turn.
@@ -464,14 +509,14 @@ def run_and_rotate_policy(
     ``translate`` if ``o ≥ 0``, otherwise ``rotate_counterclockwise`` (60° per decision at the
     default turn rate); deterministic.
     """
-    del key, colloids, config
+    del key, state, config
     return jnp.where(observations[:, 0] >= 0.0, TRANSLATE, ROTATE_COUNTERCLOCKWISE).astype(
         jnp.int32
     )
 
 
 def steer_to_source_policy(
-    key: jax.Array, observations: jax.Array, colloids: ph.ColloidState, config: EnvConfig
+    key: jax.Array, observations: jax.Array, state: EnvState, config: EnvConfig
 ) -> jax.Array:
     """A classical controller that knows where the source is (it reads the full state).
 
@@ -481,6 +526,7 @@ def steer_to_source_policy(
     (counter-clockwise for ``δ > 0``). It bounds what steering can achieve with these actions.
     """
     del key, observations
+    colloids = state.colloids
     to_source = source_position(config) - colloids.positions
     if config.boundary == "periodic":
         to_source = ph.minimum_image(to_source, config.box_length)
