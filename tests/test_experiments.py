@@ -1,6 +1,7 @@
 """``dense_run`` and ``subsample_run`` against the same training done by hand."""
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -147,3 +148,144 @@ def test_summarise_runs_over_seeds(blobs):
     assert row["regimes"].slope.value == pytest.approx(0.06, rel=1e-6)
     mixed = summarise_runs([fake(0.05, 2.0, 0.5), fake(-0.05, 2.0, 0.5)])
     assert mixed["regimes"].label == "mixed"
+
+
+def test_kernel_eta_is_sgd_at_eta_n_over_the_top_kernel_eigenvalue_with_a_linearised_twin(blobs):
+    x, y = blobs
+    targets = jax.nn.one_hot(y, 3)
+    key = jax.random.PRNGKey(7)
+    options = dict(epochs=5, batch_size=10, key=key, test_data=(x[30:], targets[30:]))
+    run = dense_run(
+        (x[:30], targets[:30]),
+        hidden=[16],
+        n_outputs=3,
+        activation="tanh",
+        loss_fn=mse_loss,
+        probes=("train",),
+        n_probe=12,
+        every=5,
+        kernel_eta=0.5,
+        linearised=True,
+        **{k: v for k, v in options.items() if k != "key"},
+        key=key,
+    )
+    # The rate by hand: the kernel as an explicit Jacobian product, its top eigenvalue.
+    init_key, train_key = jax.random.split(key)
+    model = MLP(hidden=(16,), n_outputs=3, activation="tanh")
+    params = model.init(init_key, x[:1])
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    jac = jax.jacobian(lambda p: model.apply(unravel(p), x[:12]))(flat)  # (12, 3, P)
+    kernel = np.einsum("iap,jap->ij", np.asarray(jac, np.float64), np.asarray(jac, np.float64))
+    rate = 0.5 * 12 / np.linalg.eigvalsh(kernel)[-1]
+    assert run.learning_rate == pytest.approx(rate, rel=1e-4)
+    settings = dict(epochs=5, batch_size=10, key=train_key, test_data=options["test_data"])
+    by_hand = train(
+        model.apply, params, optax.sgd(rate), mse_loss, (x[:30], targets[:30]), **settings
+    )
+    np.testing.assert_allclose(run.history["test_loss"], by_hand.history["test_loss"], rtol=1e-4)
+    # The twin: f(θ₀) + J(θ₀)(θ − θ₀) trained the same way, a different trajectory.
+    from ntkbook.ntk.linearize import linearize
+
+    twin = train(
+        linearize(model.apply, params),
+        params,
+        optax.sgd(rate),
+        mse_loss,
+        (x[:30], targets[:30]),
+        **settings,
+    )
+    np.testing.assert_allclose(
+        run.linearised_history["test_loss"], twin.history["test_loss"], rtol=1e-4
+    )
+    assert run.linearised_history["test_loss"][0] == run.history["test_loss"][0]
+    assert run.linearised_history["test_loss"][-1] != pytest.approx(
+        run.history["test_loss"][-1], rel=1e-6
+    )
+    np.testing.assert_allclose(
+        run.apply_fn(run.params, x[:4]), model.apply(by_hand.params, x[:4]), rtol=1e-4, atol=1e-6
+    )
+    # run_measures: the kernels before and after training, by hand from the Jacobians.
+    from ntkbook.experiments import run_measures
+    from ntkbook.ntk.feature_learning import kernel_target_alignment
+
+    final_flat, _ = jax.flatten_util.ravel_pytree(by_hand.params)
+    jac_t = np.asarray(
+        jax.jacobian(lambda p: model.apply(unravel(p), x[:12]))(final_flat), np.float64
+    )
+    kernel_t = np.einsum("iap,jap->ij", jac_t, jac_t)
+    measures = run_measures(run, x[:12], targets[:12])
+    change = np.linalg.norm(kernel_t - kernel) / np.linalg.norm(kernel)
+    assert measures["relative_kernel_change"] == pytest.approx(change, rel=1e-3)
+    assert measures["alignment_final"] == pytest.approx(
+        kernel_target_alignment(kernel_t, targets[:12]), rel=1e-4
+    )
+    entropy = [spectrum.entropy(spectrum.eigensystem(k).eigenvalues) for k in (kernel, kernel_t)]
+    assert measures["entropy_change"] == pytest.approx(entropy[1] - entropy[0], abs=1e-4)
+    assert measures["trace_ratio"] == pytest.approx(np.trace(kernel_t) / np.trace(kernel), 1e-4)
+    assert measures["test_loss_linearised"] == twin.history["test_loss"][-1]
+    assert measures["learning_rate"] == run.learning_rate
+
+
+def test_fixed_learning_rate_is_plain_sgd_and_rate_options_are_exclusive(blobs):
+    x, y = blobs
+    targets = jax.nn.one_hot(y, 3)
+    options = dict(
+        hidden=[8],
+        n_outputs=3,
+        key=jax.random.PRNGKey(1),
+        epochs=3,
+        batch_size=10,
+        loss_fn=mse_loss,
+        probes=("train",),
+        n_probe=10,
+    )
+    run = dense_run((x, targets), learning_rate=0.05, **options)
+    init_key, train_key = jax.random.split(options["key"])
+    model = MLP(hidden=(8,), n_outputs=3)
+    params = model.init(init_key, x[:1])
+    by_hand = train(
+        model.apply,
+        params,
+        optax.sgd(0.05),
+        mse_loss,
+        (x, targets),
+        epochs=3,
+        batch_size=10,
+        key=train_key,
+    )
+    assert run.learning_rate == 0.05 and run.linearised_history is None
+    np.testing.assert_allclose(run.history["train_loss"], by_hand.history["train_loss"], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"at most one of .*\['kernel_eta', 'learning_rate'\]"):
+        dense_run((x, targets), learning_rate=0.05, kernel_eta=1.0, **options)
+    with pytest.raises(ValueError, match="learning_rate must be a positive finite number, got -1"):
+        dense_run((x, targets), learning_rate=-1, **options)
+    with pytest.raises(ValueError, match="at learning rate 1e\\+06 diverged"):
+        dense_run((x, targets * 1e3), learning_rate=1e6, **options)
+
+
+def test_agreement_width_is_where_the_gap_stays_within_two_standard_errors():
+    from ntkbook.experiments import agreement_width
+
+    widths = [4, 8, 16, 32]
+    noise = np.array([[-1.0, 1.0, 0.5, -0.5], [1.0, -1.0, -0.5, 0.5], [0.0, 0.0, 0.0, 0.0]])
+    # Standard errors: 1/√3 ≈ 0.577 at widths 4 and 8, 0.289 at 16 and 32.
+    assert agreement_width(noise + [5.0, 0.0, 0.0, 0.0], widths) == 8
+    assert agreement_width(noise + [5.0, 1.1, 0.0, 0.0], widths) == 8  # 1.1 < 2·0.577
+    assert agreement_width(noise + [5.0, 1.2, 0.0, 0.0], widths) == 16  # 1.2 > 1.155: not 8
+    # Agreement at a narrower width does not count once a wider width disagrees again.
+    assert agreement_width(noise + [0.0, 5.0, 0.0, 0.0], widths) == 16
+    assert agreement_width(noise, widths) == 4
+    # No agreement at the widest: the next grid step beyond the range.
+    assert agreement_width(noise + [0.0, 0.0, 0.0, 3.0], widths) == 64
+    assert agreement_width(noise + [0.0, 0.0, 0.0, 0.5], widths, n_standard_errors=1.0) == 64
+    # A resample that repeats one seed, judged on the original standard errors.
+    repeated = np.repeat(noise[:1] + [5.0, 0.4, 0.0, 0.0], 3, axis=0)
+    original = (noise + [5.0, 0.4, 0.0, 0.0]).std(axis=0, ddof=1) / np.sqrt(3)
+    assert agreement_width(repeated, widths) == 64  # its own standard errors are 0
+    assert agreement_width(repeated, widths, standard_error=original) == 16  # |1.4| > 1.155
+    with pytest.raises(ValueError, match="standard_error must be 4 non-negative values"):
+        agreement_width(noise, widths, standard_error=[1.0, 1.0])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        agreement_width(noise, [4, 8, 8, 32])
+    with pytest.raises(ValueError, match=r"gaps must be \(n_seeds >= 2, 4\)"):
+        agreement_width(noise[:1], widths)

@@ -225,6 +225,7 @@ def test_compare_exponents_follows_its_formulas():
     ) / eps
     assert comparison.relative_err == pytest.approx(np.hypot(d_a * sa, d_b * sb), rel=1e-5)
     assert comparison.relative_low < comparison.relative < comparison.relative_high
+    assert comparison.z_score == pytest.approx(abs(a.exponent - b.exponent) / np.hypot(sa, sb))
 
 
 def test_compare_exponents_interval_covers_equal_exponents_at_its_confidence():

@@ -6,6 +6,14 @@ records subset averages of its kernel (:class:`~ntkbook.ntk.SubsampleRecorder`),
 whose kernel on a whole data set is too large. Both return a :class:`Run`, whose
 :meth:`Run.series` and :meth:`Run.regime` read the records; :func:`run_regimes` and
 :func:`summarise_runs` summarise the seeds of one configuration.
+
+:func:`dense_run` also runs the scaling chapter's sweeps: plain SGD at one fixed learning
+rate (``learning_rate``, the standard parametrisation's practice) or at a rate set from the
+network's kernel at initialisation (``kernel_eta``, :func:`kernel_learning_rate`), optionally
+the network's linearised twin (:func:`ntkbook.ntk.linearize`) trained alongside on the same
+data, order and rate; :func:`run_measures` reads the numbers of a run, and
+:func:`agreement_width` reads off the width from which a network and its
+linearised twin reach the same test loss.
 """
 
 from __future__ import annotations
@@ -18,16 +26,30 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from ntkbook.models import MLP
-from ntkbook.ntk.record import KernelRecorder, Series, records_series
+from ntkbook.ntk.feature_learning import kernel_target_alignment, relative_kernel_change
+from ntkbook.ntk.linearize import linearize
+from ntkbook.ntk.record import KernelRecorder, Series, kernel_function, records_series
 from ntkbook.ntk.regime import Regime, SeedRegimes, regime, seed_regimes
 from ntkbook.ntk.subsample import SubsampleRecorder
 from ntkbook.train import cross_entropy_loss, train
 
-__all__ = ["Run", "dense_run", "subsample_run", "n_parameters", "run_regimes", "summarise_runs"]
+__all__ = [
+    "Run",
+    "dense_run",
+    "initial_mlp",
+    "kernel_learning_rate",
+    "agreement_width",
+    "run_measures",
+    "subsample_run",
+    "n_parameters",
+    "run_regimes",
+    "summarise_runs",
+]
 
 
 # Adam at 10⁻³, the authors' optimizer; one object, so that runs share compiled programs.
@@ -40,6 +62,44 @@ def _mlp(hidden: tuple[int, ...], n_outputs: int, activation: str) -> MLP:
     return MLP(hidden=hidden, n_outputs=n_outputs, activation=activation)
 
 
+def initial_mlp(
+    hidden: Sequence[int], n_outputs: int, activation: str, key: jax.Array, x
+) -> tuple[Callable, Any]:
+    """``(apply_fn, params)`` of ``MLP(hidden, n_outputs, activation)`` initialised from
+    ``key`` for inputs shaped like ``x``: the network :func:`dense_run` trains when given the
+    first half of its key."""
+    model = _mlp(tuple(int(w) for w in hidden), int(n_outputs), str(activation))
+    return model.apply, model.init(key, jnp.asarray(x)[:1])
+
+
+def kernel_learning_rate(apply_fn: Callable, params, probe_x, eta: float) -> float:
+    """``lr = η · N / λ_max(Θ₀)``: the SGD rate that takes a step of size ``η`` along the
+    kernel's top direction in function space.
+
+    ``Θ₀`` is the traced eNTK (outputs summed) of ``apply_fn`` at ``params`` on the ``N``
+    samples of ``probe_x``; ``λ_max`` its largest eigenvalue (float64). For the mean squared
+    error over a batch, gradient descent changes the outputs by ``−(2 lr/N) Θ (f − y)``, so
+    the rate in units of ``N/λ_max`` fixes the step in function space whatever the width. In
+    the standard parametrisation ``λ_max`` grows with the width, so this rule shrinks the rate
+    as the network widens, which is the NTK (lazy) scaling.
+    """
+    if isinstance(eta, bool) or not np.isfinite(eta) or eta <= 0:
+        raise ValueError(f"eta must be a positive finite number, got {eta!r}")
+    # The kernel function the train probe's recorder uses, so that it is compiled once.
+    kernel_fn = kernel_function(apply_fn, trace_outputs=True, method="auto", check_per_sample=True)
+    kernel = np.asarray(kernel_fn(params, jnp.asarray(probe_x)), dtype=np.float64)
+    largest = float(np.linalg.eigvalsh(0.5 * (kernel + kernel.T))[-1])
+    if not largest > 0:
+        raise ValueError(f"the initial kernel's largest eigenvalue is {largest}, not positive")
+    return float(eta) * kernel.shape[0] / largest
+
+
+@functools.lru_cache(maxsize=64)
+def _sgd(learning_rate: float) -> optax.GradientTransformation:
+    # One object per rate, so that the seeds of one configuration share compiled programs.
+    return optax.sgd(learning_rate)
+
+
 def n_parameters(params) -> int:
     """Number of scalars in a parameter pytree."""
     return int(sum(leaf.size for leaf in jax.tree_util.tree_leaves(params)))
@@ -50,13 +110,22 @@ class Run:
     """One training run: the parameter count, the history of :func:`ntkbook.train.train`
     (or any per-step metrics), the initial and final parameters, and the records of each probe
     (``{"train": [...], "test": [...]}`` for :func:`dense_run`, ``{"subsets": [...]}`` for
-    :func:`subsample_run`), every record keyed by ``"epoch"``."""
+    :func:`subsample_run`), every record keyed by ``"epoch"``.
+
+    :func:`dense_run` also fills ``apply_fn`` (the network), ``learning_rate`` (the SGD rate
+    when it was given ``learning_rate`` or ``kernel_eta``; ``None`` with an ``optimizer``) and,
+    with ``linearised=True``, ``linearised_history`` and ``linearised_params``: the history and
+    final parameters of the linearised twin."""
 
     n_parameters: int
     history: dict[str, list[float]]
     initial_params: Any
     params: Any
     records: dict[str, list[dict]] = field(default_factory=dict)
+    apply_fn: Callable | None = None
+    learning_rate: float | None = None
+    linearised_history: dict[str, list[float]] | None = None
+    linearised_params: Any = None
 
     def _records(self, probe: str) -> list[dict]:
         if probe not in self.records:
@@ -95,20 +164,36 @@ def dense_run(
     records_dir: str | Path | None = None,
     name: str = "dense",
     classification: bool | None = None,
+    kernel_eta: float | None = None,
+    linearised: bool = False,
+    learning_rate: float | None = None,
 ) -> Run:
     """Train ``MLP(hidden, n_outputs, activation)`` and record its kernel measures.
 
-    The network is initialised from the first half of ``key`` and trained with ``optimizer``
-    (default Adam, learning rate 10⁻³, as in the authors' grid) on ``loss_fn`` with the order
-    drawn from the second half. The kernel is recorded (:class:`~ntkbook.ntk.KernelRecorder`,
-    before the epochs scheduled by ``every`` and at the end) on the first ``n_probe`` samples
-    of the train and/or test data, as ``probes`` says. Records go to
-    ``records_dir/<name>_<probe>.json`` (resumed when they exist with the same settings), or to
-    a temporary directory that is removed afterwards.
+    The network is initialised from the first half of ``key`` (:func:`initial_mlp`) and
+    trained with ``optimizer`` (default Adam, learning rate 10⁻³, as in the authors' grid) on
+    ``loss_fn`` with the order drawn from the second half. The kernel is recorded
+    (:class:`~ntkbook.ntk.KernelRecorder`, before the epochs scheduled by ``every`` and at the
+    end) on the first ``n_probe`` samples of the train and/or test data, as ``probes`` says.
+    Records go to ``records_dir/<name>_<probe>.json`` (resumed when they exist with the same
+    settings), or to a temporary directory that is removed afterwards.
+
+    Learning rate (at most one of ``optimizer``, ``kernel_eta``, ``learning_rate``):
+    ``learning_rate`` trains with plain SGD at that fixed rate, the same for every width (the
+    standard parametrisation's practice); ``kernel_eta`` trains with plain SGD at
+    :func:`kernel_learning_rate` ``(η = kernel_eta)`` of the network's own kernel at
+    initialisation on the train probe (the NTK-style rule, a rate that shrinks with width).
+    Both are kept in :attr:`Run.learning_rate`.
+
+    ``linearised=True`` also trains the linearised twin ``f(θ₀) + J(θ₀)(θ − θ₀)``
+    (:func:`~ntkbook.ntk.linearize`) from the same initialisation with the same optimizer,
+    loss, data, order and test data (without kernel records); its history is
+    :attr:`Run.linearised_history`.
 
     Raises:
         ValueError: bad arguments (from the model, the recorders or :func:`~ntkbook.train.train`),
-            an unknown probe, or a probe set smaller than ``n_probe``.
+            an unknown probe, a probe set smaller than ``n_probe``, more than one learning-rate
+            option, or a training whose final loss is not finite (a diverged rate, named).
     """
     data = {"train": train_data, "test": test_data}
     unknown = [p for p in probes if p not in data]
@@ -121,14 +206,38 @@ def dense_run(
     for probe in probes:
         if len(data[probe][0]) < n_probe:
             raise ValueError(f"n_probe={n_probe} exceeds the {len(data[probe][0])} {probe} samples")
+    chosen = [
+        option
+        for option, value in (
+            ("optimizer", optimizer),
+            ("kernel_eta", kernel_eta),
+            ("learning_rate", learning_rate),
+        )
+        if value is not None
+    ]
+    if len(chosen) > 1:
+        raise ValueError(f"give at most one of optimizer, kernel_eta, learning_rate; got {chosen}")
+    if not isinstance(linearised, bool):
+        raise ValueError(f"linearised must be True or False, got {linearised!r}")
     init_key, train_key = jax.random.split(key)
-    model = _mlp(tuple(int(w) for w in hidden), int(n_outputs), str(activation))
-    params = model.init(init_key, train_data[0][:1])
+    apply_fn, params = initial_mlp(hidden, n_outputs, activation, init_key, train_data[0])
+    rate = None
+    if learning_rate is not None:
+        if isinstance(learning_rate, bool) or not np.isfinite(learning_rate) or learning_rate <= 0:
+            raise ValueError(
+                f"learning_rate must be a positive finite number, got {learning_rate!r}"
+            )
+        rate = float(learning_rate)
+    elif kernel_eta is not None:
+        rate = kernel_learning_rate(apply_fn, params, train_data[0][:n_probe], kernel_eta)
+    if rate is not None:
+        optimizer = _sgd(rate)
+    optimizer = optimizer if optimizer is not None else _ADAM
     with tempfile.TemporaryDirectory(prefix="kernel_records_") as scratch:
         directory = Path(records_dir) if records_dir is not None else Path(scratch)
         recorders = {
             probe: KernelRecorder(
-                model.apply,
+                apply_fn,
                 data[probe][0][:n_probe],
                 directory / f"{name}_{probe}.json",
                 every=every,
@@ -137,21 +246,150 @@ def dense_run(
             )
             for probe in probes
         }
-        result = train(
-            model.apply,
-            params,
-            optimizer if optimizer is not None else _ADAM,
-            loss_fn,
-            train_data,
+        settings = dict(
             epochs=epochs,
             batch_size=batch_size,
             key=train_key,
             test_data=test_data,
-            recorders=list(recorders.values()),
             classification=classification,
         )
+        try:
+            result = train(
+                apply_fn,
+                params,
+                optimizer,
+                loss_fn,
+                train_data,
+                recorders=list(recorders.values()),
+                **settings,
+            )
+        except ValueError as error:
+            # A recorder meets the parameters of a diverged run first; say what diverged.
+            if rate is None or "NaN or inf" not in str(error):
+                raise
+            raise ValueError(
+                f"training the network at learning rate {rate:.4g} diverged ({error}); lower "
+                "the learning rate"
+            ) from error
+        _check_finite(result.history, "the network", rate)
         records = {probe: list(recorder.records) for probe, recorder in recorders.items()}
-    return Run(n_parameters(params), result.history, params, result.params, records)
+    twin = None
+    if linearised:
+        twin = train(
+            linearize(apply_fn, params), params, optimizer, loss_fn, train_data, **settings
+        )
+        _check_finite(twin.history, "the linearised network", rate)
+    return Run(
+        n_parameters(params),
+        result.history,
+        params,
+        result.params,
+        records,
+        apply_fn=apply_fn,
+        learning_rate=rate,
+        linearised_history=None if twin is None else twin.history,
+        linearised_params=None if twin is None else twin.params,
+    )
+
+
+def _check_finite(history: dict[str, list[float]], what: str, rate: float | None) -> None:
+    final = {name: values[-1] for name, values in history.items() if name.endswith("_loss")}
+    bad = {name: value for name, value in final.items() if not np.isfinite(value)}
+    if bad:
+        at = f" at learning rate {rate:.4g}" if rate is not None else ""
+        raise ValueError(f"training {what}{at} diverged: final {bad}; lower the learning rate")
+
+
+def run_measures(run: Run, probe_x=None, probe_targets=None) -> dict[str, float]:
+    """The end-of-training numbers of one :func:`dense_run`, as one flat dict.
+
+    Always: ``test_loss`` (and ``test_accuracy`` when recorded) after the last epoch,
+    ``entropy_change`` ``S_T − S_0`` and ``trace_ratio`` ``(Tr Θ_T/N)/(Tr Θ_0/N)`` from the
+    first and last records of the train probe, ``n_parameters`` and ``learning_rate`` (NaN
+    when not set by :func:`dense_run`). With a linearised twin: ``test_loss_linearised`` (and
+    ``test_accuracy_linearised``). With ``probe_x``: ``relative_kernel_change``
+    ``‖Θ_T − Θ_0‖_F / ‖Θ_0‖_F`` of the traced kernel on ``probe_x``; with ``probe_targets``
+    as well, the centred kernel–target alignment before (``alignment_initial``) and after
+    (``alignment_final``) training (:mod:`ntkbook.ntk.feature_learning`).
+    """
+    if "test_loss" not in run.history:
+        raise ValueError("run_measures needs a run with test data (no test_loss in its history)")
+    _, entropy, _ = run.series("entropy", "train")
+    _, trace, _ = run.series("trace_per_sample", "train")
+    out = {
+        "test_loss": float(run.history["test_loss"][-1]),
+        "entropy_change": float(entropy[-1] - entropy[0]),
+        "trace_ratio": float(trace[-1] / trace[0]),
+        "n_parameters": float(run.n_parameters),
+        "learning_rate": float("nan") if run.learning_rate is None else run.learning_rate,
+    }
+    if "test_accuracy" in run.history:
+        out["test_accuracy"] = float(run.history["test_accuracy"][-1])
+    if run.linearised_history is not None:
+        out["test_loss_linearised"] = float(run.linearised_history["test_loss"][-1])
+        if "test_accuracy" in run.linearised_history:
+            out["test_accuracy_linearised"] = float(run.linearised_history["test_accuracy"][-1])
+    if probe_x is not None:
+        if run.apply_fn is None:
+            raise ValueError("the run has no apply_fn, so its kernels cannot be computed")
+        kernel_fn = kernel_function(
+            run.apply_fn, trace_outputs=True, method="auto", check_per_sample=True
+        )
+        initial = np.asarray(kernel_fn(run.initial_params, jnp.asarray(probe_x)), np.float64)
+        final = np.asarray(kernel_fn(run.params, jnp.asarray(probe_x)), np.float64)
+        out["relative_kernel_change"] = relative_kernel_change(initial, final)
+        if probe_targets is not None:
+            out["alignment_initial"] = kernel_target_alignment(initial, probe_targets)
+            out["alignment_final"] = kernel_target_alignment(final, probe_targets)
+    return out
+
+
+def agreement_width(
+    gaps, widths: Sequence[float], *, n_standard_errors: float = 2.0, standard_error=None
+) -> float:
+    """The narrowest width from which on a network and its linearised twin agree.
+
+    ``gaps`` is ``(n_seeds, K)``: per seed and width, the test loss of the network minus that
+    of its linearised twin (paired: same initialisation and data order). At width ``k`` they
+    agree when ``|ḡ_k| ≤ n_standard_errors · s_k/√n`` (``ḡ_k`` the mean over seeds, ``s_k``
+    the standard deviation, ``ddof=1``). Returns the narrowest ``widths[k]`` such that every
+    width from ``k`` on agrees; when the widest does not agree, the next step of the grid
+    beyond it, ``widths[-1]² / widths[-2]`` (agreement is not reached in the measured range).
+    ``widths`` must be strictly increasing and positive.
+
+    ``standard_error`` (one per width) replaces ``s_k/√n``: a bootstrap over seeds passes the
+    standard errors of the original sample, so that a resample that repeats one seed is
+    compared on the same scale instead of with a standard error of zero.
+    """
+    gaps = np.asarray(gaps, dtype=np.float64)
+    widths = np.asarray(widths, dtype=np.float64)
+    if widths.ndim != 1 or widths.size < 2:
+        raise ValueError(f"widths must be 1-D with at least 2 values, got {widths}")
+    if np.any(widths <= 0) or np.any(np.diff(widths) <= 0):
+        raise ValueError(f"widths must be positive and strictly increasing, got {widths}")
+    if gaps.ndim != 2 or gaps.shape[1] != widths.size or gaps.shape[0] < 2:
+        raise ValueError(
+            f"gaps must be (n_seeds >= 2, {widths.size}) for {widths.size} widths, "
+            f"got shape {gaps.shape}"
+        )
+    if not np.all(np.isfinite(gaps)):
+        raise ValueError("gaps contain NaN or inf")
+    if not np.isfinite(n_standard_errors) or n_standard_errors <= 0:
+        raise ValueError(f"n_standard_errors must be positive, got {n_standard_errors!r}")
+    if standard_error is None:
+        standard_error = gaps.std(axis=0, ddof=1) / np.sqrt(gaps.shape[0])
+    standard_error = np.asarray(standard_error, dtype=np.float64)
+    if standard_error.shape != widths.shape or np.any(~(standard_error >= 0)):
+        raise ValueError(
+            f"standard_error must be {widths.size} non-negative values, got {standard_error}"
+        )
+    agree = np.abs(gaps.mean(axis=0)) <= n_standard_errors * standard_error
+    if not agree[-1]:
+        return float(widths[-1] ** 2 / widths[-2])
+    first = widths.size - 1
+    while first > 0 and agree[first - 1]:
+        first -= 1
+    return float(widths[first])
 
 
 def subsample_run(

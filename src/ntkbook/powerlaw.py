@@ -7,10 +7,10 @@ A scaling curve is a measured quantity ``y`` (test loss, a kernel measure) again
     y = a · x^(−α) + c        (``offset=True``, ``c`` the irreducible part)
 
 and reports every parameter with a one-sigma standard error. :func:`threshold_crossing` reads
-off where a fitted decaying law falls to a threshold, which is how the scaling chapter estimates
-the largest width that still learns features. :func:`compare_exponents` gives the difference of
-two fitted exponents with a confidence interval, which is how the chapter tests whether data
-and model scaling have similar exponents.
+off where a fitted decaying law falls to a given threshold. :func:`compare_exponents` gives the
+difference of two fitted exponents with a confidence interval (and in standard errors), which
+is how the scaling chapter tests whether data and model scaling have similar exponents.
+:func:`frontier` is the compute-efficient frontier of pooled runs.
 """
 
 from __future__ import annotations
@@ -319,9 +319,9 @@ def threshold_crossing(
     ``σ²_{ln x*} = g ᵀ Σ_{(a, α)} g``. ``x_range`` (the measured ``x`` span) marks the result as
     extrapolated when ``x*`` falls outside it.
 
-    The scaling chapter applies it to the relative kernel change against width: the largest
-    width at which training still moves the kernel by at least ``threshold`` (e.g. 10%) is its
-    estimate of the maximum width that supports feature learning.
+    Applied to the relative kernel change against width it gives the width at which training
+    moves the kernel by ``threshold``; the answer moves with the threshold, which is a
+    convention, so the scaling chapter does not use it for the maximum feature-learning width.
     """
     if fit.offset != 0.0 or fit.offset_err != 0.0:
         raise ValueError("threshold_crossing needs a fit without offset (offset=False)")
@@ -360,7 +360,7 @@ class ExponentComparison:
     ``ᾱ = (α_a + α_b)/2`` and interval ``[relative_low, relative_high]`` (NaN when ``ᾱ ≤ 0``,
     where a relative difference means nothing). ``dof`` is the Welch–Satterthwaite number of
     degrees of freedom of both intervals. :meth:`relative_magnitude` is ``|relative|`` with its
-    interval.
+    interval; :attr:`z_score` is ``|difference| / difference_err``.
     """
 
     exponent_a: float
@@ -375,6 +375,14 @@ class ExponentComparison:
     relative_high: float
     dof: float
     confidence: float
+
+    @property
+    def z_score(self) -> float:
+        """``|α_a − α_b| / √(σ_a² + σ_b²)``: the difference in units of its standard error
+        (infinite for a nonzero difference of exactly known exponents, NaN for 0/0)."""
+        if self.difference_err == 0.0:
+            return math.nan if self.difference == 0.0 else math.inf
+        return abs(self.difference) / self.difference_err
 
     def relative_magnitude(self) -> tuple[float, tuple[float, float]]:
         """``|relative|`` and its interval: the image of ``[relative_low, relative_high]``
