@@ -10,7 +10,7 @@ import pytest
 
 from ntkbook import ntk
 from ntkbook.models import MLP
-from ntkbook.models.next_pixel import freeze_layers, layer_names
+from ntkbook.models.next_pixel import freeze_layers, layer_names, readout_width
 from ntkbook.train import cross_entropy_loss, train
 
 
@@ -110,3 +110,24 @@ def test_freeze_layers_rejects_bad_names(mlp_setup):
         freeze_layers(model.apply, params, ["Dense_0", "Dense_1", "Dense_2"])
     with pytest.raises(ValueError, match="named layers"):
         layer_names({})
+
+
+def test_readout_width_matches_the_trainable_count():
+    model = MLP(hidden=(16, 16), n_outputs=16, activation="tanh")
+    params = model.init(jax.random.key(0), jnp.zeros((1, 18)))
+    n_trainable = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+    width = readout_width(n_trainable, 16)
+    frozen = freeze_layers(
+        MLP(hidden=(width, width), n_outputs=16, activation="tanh").apply,
+        MLP(hidden=(width, width), n_outputs=16, activation="tanh").init(
+            jax.random.key(0), jnp.zeros((1, 18))
+        ),
+        ["Dense_0", "Dense_1"],
+    )
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(frozen.trainable)) == n_trainable
+    assert readout_width(50, 4) == 11  # (11 + 1)·4 = 48 beats (12 + 1)·4 = 52 (ties: smaller)
+    assert readout_width(50, 5) == 9
+    with pytest.raises(ValueError, match="n_trainable=7 is below the 8 parameters"):
+        readout_width(7, 4)
+    with pytest.raises(ValueError, match="n_outputs must be a positive integer, got 0"):
+        readout_width(10, 0)

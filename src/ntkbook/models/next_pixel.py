@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from flax import traverse_util
 
-__all__ = ["PartlyFrozen", "freeze_layers", "layer_names"]
+__all__ = ["PartlyFrozen", "freeze_layers", "layer_names", "readout_width"]
 
 
 def layer_names(params) -> list[str]:
@@ -97,3 +97,24 @@ def freeze_layers(apply_fn: Callable, params, frozen: Sequence[str]) -> PartlyFr
     return PartlyFrozen(
         apply_fn=frozen_apply, trainable=trainable_tree, frozen=frozen_tree, frozen_layers=frozen
     )
+
+
+def readout_width(n_trainable: int, n_outputs: int) -> int:
+    """The width ``w`` whose dense readout ``(w + 1)·O`` parameters (weights and biases) comes
+    closest to ``n_trainable``: the width of a frozen-hidden-layer model with as many
+    trainable parameters as a fully trainable one (ties go to the smaller width).
+
+    Raises:
+        ValueError: a non-positive count, or ``n_trainable < 2·O`` (no width of at least 1).
+    """
+    for name, value in (("n_trainable", n_trainable), ("n_outputs", n_outputs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if n_trainable < 2 * n_outputs:
+        raise ValueError(
+            f"n_trainable={n_trainable} is below the {2 * n_outputs} parameters of a readout "
+            f"of width 1 with {n_outputs} outputs"
+        )
+    low = n_trainable // n_outputs - 1
+    candidates = [w for w in (low, low + 1) if w >= 1]
+    return min(candidates, key=lambda w: (abs((w + 1) * n_outputs - n_trainable), w))

@@ -13,10 +13,18 @@ from ntkbook.ntk.kernel import (
 from ntkbook.ntk.linearize import linearize
 from ntkbook.ntk.measures import KERNEL_MEASURES, kernel_measures, kernel_measures_stack
 from ntkbook.ntk.position import (
+    ChiPosFloor,
     MinibatchSpectralPosition,
     SpectralPosition,
+    TwoBatchEstimate,
+    chi_pos_floor,
+    kernel_trace,
+    ratio_of_means,
+    self_delta_loss,
     spectral_position,
     spectral_position_minibatch,
+    spectral_recorder,
+    two_batch_chi_pos,
 )
 from ntkbook.ntk.record import (
     FunctionRecorder,
@@ -68,6 +76,14 @@ __all__ = [
     "MinibatchSpectralPosition",
     "spectral_position",
     "spectral_position_minibatch",
+    "ChiPosFloor",
+    "TwoBatchEstimate",
+    "chi_pos_floor",
+    "two_batch_chi_pos",
+    "ratio_of_means",
+    "spectral_recorder",
+    "self_delta_loss",
+    "kernel_trace",
     "KernelRecorder",
     "FunctionRecorder",
     "Schedule",
