@@ -13,11 +13,10 @@ from ntkbook.data.next_pixel import (
     next_pixel_examples,
     pool_images,
     quantise,
-    train_on_stream,
 )
 from ntkbook.models import MLP
 from ntkbook.ntk import FunctionRecorder
-from ntkbook.train import cross_entropy_loss
+from ntkbook.train import cross_entropy_loss, train_on_stream
 
 
 def _loop_examples(images, context, levels, positions):

@@ -25,26 +25,19 @@ pixel an earlier update saw and the loss of a batch before its update is a held-
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-
-from ntkbook.progress import Progress, track
 
 __all__ = [
     "NextPixelData",
     "PixelStream",
-    "StreamResult",
     "fresh_pixel_stream",
     "next_pixel_examples",
     "pool_images",
     "quantise",
-    "train_on_stream",
 ]
 
 
@@ -216,100 +209,3 @@ def fresh_pixel_stream(data: NextPixelData, *, batch_size: int, key: jax.Array) 
     x = jnp.asarray(data.x[order].reshape(n_steps, batch_size, -1))
     y = jnp.asarray(data.y[order].reshape(n_steps, batch_size, *data.y.shape[1:]))
     return PixelStream(x=x, y=y, n_dropped=int(data.n_tokens - n_steps * batch_size))
-
-
-@dataclass
-class StreamResult:
-    """Final parameters of :func:`train_on_stream` and the loss of every minibatch, measured
-    before the update that used it (``batch_loss[s]``: step ``s``, a held-out loss, since the
-    batch is fresh)."""
-
-    params: object
-    batch_loss: np.ndarray
-
-
-@functools.lru_cache(maxsize=32)
-def _stream_segment(apply_fn: Callable, loss_fn: Callable, optimizer) -> Callable:
-    """Jitted updates ``start … stop − 1`` of a stream, one compiled program for every
-    segment (the bounds are traced, so the log-spaced record steps do not recompile)."""
-
-    def body(step, carry):
-        params, opt_state, losses, xs, ys = carry
-        loss, grads = jax.value_and_grad(lambda p: loss_fn(apply_fn(p, xs[step]), ys[step]))(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, losses.at[step].set(loss), xs, ys
-
-    @jax.jit
-    def segment(params, opt_state, losses, xs, ys, start, stop):
-        params, opt_state, losses, _, _ = jax.lax.fori_loop(
-            start, stop, body, (params, opt_state, losses, xs, ys)
-        )
-        return params, opt_state, losses
-
-    return segment
-
-
-def train_on_stream(
-    apply_fn: Callable,
-    params,
-    optimizer: optax.GradientTransformation,
-    loss_fn: Callable,
-    stream: PixelStream,
-    *,
-    record_steps: Sequence[int],
-    recorders: Sequence = (),
-    key: jax.Array,
-    progress: Progress = False,
-) -> StreamResult:
-    """One ``optimizer`` update of ``loss_fn(apply_fn(params, x), y)`` per minibatch of
-    ``stream``, in order (the data are read once).
-
-    Recorders follow :class:`ntkbook.train.Recorder`: ``start_training(settings)`` once, then
-    ``recorder(s, params)`` before the update of every step ``s`` in ``record_steps`` (so the
-    protocol's ``epoch`` counts updates here: with the data read once, one update is the only
-    pass the batch gets) and ``recorder(n_steps, params, final=True)`` after the last update.
-    ``key`` only enters the settings handed to the recorders (it is the key that dealt the
-    stream). ``progress`` reports the finished segments between records.
-
-    Raises:
-        ValueError: ``record_steps`` not increasing integers in ``[0, n_steps]``.
-    """
-    from ntkbook.train import training_settings  # train.py is the package's other loop
-
-    steps = [int(s) for s in record_steps]
-    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)) or (
-        steps and (steps[0] < 0 or steps[-1] > stream.n_steps)
-    ):
-        raise ValueError(
-            f"record_steps must increase strictly within [0, {stream.n_steps}], got {steps}"
-        )
-    if recorders:
-        settings = training_settings(
-            apply_fn,
-            params,
-            optimizer,
-            loss_fn,
-            (stream.x[0], stream.y[0]),
-            batch_size=stream.batch_size,
-            key=key,
-        )
-        settings["n_steps"] = stream.n_steps
-        for recorder in recorders:
-            recorder.start_training(settings)
-    segment = _stream_segment(apply_fn, loss_fn, optimizer)
-    opt_state = optimizer.init(params)
-    losses = jnp.zeros(stream.n_steps, dtype=jnp.float32)
-    bounds = sorted({*steps, stream.n_steps})
-    start = 0
-    for stop in track(bounds, description="stream segments", progress=progress):
-        if stop > start:
-            params, opt_state, losses = segment(
-                params, opt_state, losses, stream.x, stream.y, start, stop
-            )
-            start = stop
-        if stop in steps and stop < stream.n_steps:
-            for recorder in recorders:
-                recorder(stop, params)
-    for recorder in recorders:
-        recorder(stream.n_steps, params, final=True)
-    return StreamResult(params=params, batch_loss=np.asarray(losses))
