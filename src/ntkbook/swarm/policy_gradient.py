@@ -26,7 +26,8 @@ weights it ``γ^{T+1}`` in all but the last step, a change below 1%).
 
 :func:`make_train` returns ``train(key, params) -> TrainedPolicy`` as :mod:`.ppo` does: one
 jitted program, ``vmap``-able over keys and physical parameters. ``continuous=False`` restarts
-every window from new random positions instead.
+every window from new random positions instead. Actions are drawn from ``π(·|o)`` by
+inverse-CDF sampling (:func:`~ntkbook.swarm.policy.sample_actions`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ntkbook.swarm.policy import (
     actor_apply,
     critic_apply,
     init_networks,
+    sample_actions,
     scan_updates,
 )
 
@@ -193,7 +195,7 @@ def make_steps(env_config: tk.EnvConfig, config: PolicyGradientConfig) -> Traini
     def decide(actor, env_states, obs, key, params):
         k_act, k_step = jax.random.split(key)
         flat_obs = obs.reshape(-1, task.observation_size)
-        actions = jax.random.categorical(k_act, actor_apply(actor, flat_obs))
+        actions = sample_actions(k_act, actor_apply(actor, flat_obs))
         env_states, next_obs, reward = step_envs(
             jax.random.split(k_step, config.n_envs),
             env_states,
