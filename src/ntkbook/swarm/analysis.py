@@ -18,6 +18,7 @@ import numpy as np
 from ntkbook.swarm import physics as ph
 from ntkbook.swarm import policy
 from ntkbook.swarm import tasks as tk
+from ntkbook.swarm.rod_rotation import rod_frame
 
 __all__ = [
     "MOVES",
@@ -380,15 +381,6 @@ def top_change(
     return change[keep]
 
 
-def _rod_coordinates(positions, angles, center):
-    positions = np.asarray(positions, np.float64)
-    angles = np.asarray(angles, np.float64)[..., None]
-    relative = positions - np.asarray(center, np.float64)
-    s = relative[..., 0] * np.cos(angles) + relative[..., 1] * np.sin(angles)
-    h = -relative[..., 0] * np.sin(angles) + relative[..., 1] * np.cos(angles)
-    return s, h
-
-
 def rod_contact_statistics(
     positions, angles, center, radius_um: float, rod, contact_gap: float | None = None
 ) -> dict:
@@ -403,7 +395,7 @@ def rod_contact_statistics(
     of the contacts on the side from which a push turns the rod counter-clockwise,
     ``s·h < 0``).
     """
-    s, h = _rod_coordinates(positions, angles, center)
+    s, h = rod_frame(positions, angles, center)
     along = np.clip(s, -rod.half_span, rod.half_span)
     gap = np.hypot(s - along, h) - (radius_um + rod.bead_radius_um)
     touching = gap < (0.5 * radius_um if contact_gap is None else contact_gap)
@@ -445,7 +437,7 @@ def rod_frame_density(positions, angles, center, extent: float, bins: int = 40) 
     """Histogram (bins, bins) of agent positions in the rod's frame, ``s`` (rows) and ``h``
     (columns) within ``±extent`` µm, normalised to sum 1 over all agent-decisions given
     (leading axes of ``positions`` are pooled; ``angles`` matches them without the agents)."""
-    s, h = _rod_coordinates(positions, angles, center)
+    s, h = rod_frame(positions, angles, center)
     edges = np.linspace(-extent, extent, bins + 1)
     counts, _, _ = np.histogram2d(s.ravel(), h.ravel(), bins=(edges, edges))
     return counts / s.size
