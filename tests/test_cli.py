@@ -138,3 +138,76 @@ def test_console_entry_point_exit_codes(book_project) -> None:
     )
     assert bad.returncode == 2
     assert "unknown chapter 'missing'; valid chapters: good" in bad.stderr
+
+
+# --- ntkbook sweep and ntkbook store ------------------------------------------------------------
+
+from ntkbook import store as results_store  # noqa: E402
+from ntkbook import sweep  # noqa: E402
+
+
+@results_store.experiment("tests.cli.scaled")
+def scaled(p):
+    if p["x"] < 0:
+        raise ValueError(f"negative x {p['x']}")
+    return {"y": [p["x"] * 2.0]}
+
+
+def good_grid(parameters):
+    """The test chapter's sweep: n points x = i * scale."""
+    points = [{"x": i * parameters["scale"]} for i in range(parameters["n"])]
+    return [sweep.Grid(scaled, points)]
+
+
+@pytest.fixture
+def swept_chapter(book_project, monkeypatch, tmp_path):
+    monkeypatch.setitem(sweep.CHAPTER_GRIDS, "good", f"{__name__}:good_grid")
+    root = book_project()
+    return root, str(tmp_path / "results")
+
+
+def test_sweep_computes_then_reads_a_chapter_grid(swept_chapter, capsys) -> None:
+    root, url = swept_chapter
+    args = ["--root", str(root), "sweep", "good", "--serial", "--store", url]
+    assert main(args) == 0
+    assert "good: 3 point(s) of tests.cli.scaled, 0 from the store, 3 computed" in (
+        capsys.readouterr().out
+    )
+    assert main([*args, "-p", "n=4"]) == 0
+    assert "good: 4 point(s) of tests.cli.scaled, 3 from the store, 1 computed" in (
+        capsys.readouterr().out
+    )
+
+
+def test_store_ls_show_du_and_gc(swept_chapter, capsys) -> None:
+    root, url = swept_chapter
+    assert main(["--root", str(root), "sweep", "good", "--serial", "--store", url]) == 0
+    store = results_store.Store(url)
+    stale_meta = {"fingerprint": {"code": "0" * 64, "versions": {}}, "parameters": {"x": 9}}
+    store.put("tests.cli.scaled", "f" * 64, {"y": [0.0]}, stale_meta)
+    capsys.readouterr()
+    assert main(["store", "ls", "--root", str(root), "--store", url]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 4
+    assert sorted(row.split()[-1] for row in rows) == ["current"] * 3 + ["stale"]
+    current = next(row.split()[0] for row in rows if row.endswith("current"))
+    assert main(["store", "show", current[:8], "--root", str(root), "--store", url]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["experiment"] == "tests.cli.scaled" and shown["key"].startswith(current)
+    assert shown["result"] == {"y": [shown["parameters"]["x"] * 2.0]}
+    assert shown["provenance"]["wall_time_s"] >= 0
+    assert main(["store", "du", "--root", str(root), "--store", url]) == 0
+    assert "tests.cli.scaled                  4 entries" in capsys.readouterr().out
+    assert main(["store", "gc", "--dry-run", "--root", str(root), "--store", url]) == 0
+    assert "would delete 1 entry" in capsys.readouterr().out
+    assert len(list(store.entries())) == 4
+    assert main(["store", "gc", "--root", str(root), "--store", url]) == 0
+    assert "deleted ffffffffffffffff (tests.cli.scaled, stale)" in capsys.readouterr().out
+    assert len(list(store.entries())) == 3
+
+
+def test_store_defaults_to_the_project(swept_chapter, monkeypatch, capsys) -> None:
+    root, _ = swept_chapter
+    monkeypatch.delenv(results_store.STORE_ENV, raising=False)
+    assert main(["store", "ls", "--root", str(root)]) == 0
+    assert f"no entries in {root / results_store.DEFAULT_STORE_DIR}" in capsys.readouterr().out

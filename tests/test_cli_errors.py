@@ -116,3 +116,59 @@ def test_console_entry_point_has_no_traceback_for_a_file_as_output_dir(book_proj
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert str(root / "taken") in done.stderr
+
+
+# --- ntkbook sweep and ntkbook store ------------------------------------------------------------
+
+from ntkbook import store as results_store  # noqa: E402
+from ntkbook import sweep  # noqa: E402
+
+
+@results_store.experiment("tests.cli_errors.picky")
+def picky(p):
+    if p["x"] == 2:
+        raise ValueError("x = 2 is not allowed here")
+    return {"x": p["x"]}
+
+
+def picky_grid(parameters):
+    return [sweep.Grid(picky, [{"x": i} for i in range(parameters["n"])])]
+
+
+def test_sweep_of_a_chapter_without_a_grid_names_those_with_one(book_project, capsys) -> None:
+    root = book_project()
+    assert main(["--root", str(root), "sweep", "good", "--serial"]) == 2
+    err = capsys.readouterr().err
+    assert "chapter 'good' has no sweep grid; chapters with one: " in err and "chemotaxis" in err
+
+
+def test_a_failing_point_exits_1_with_its_parameters(
+    book_project, monkeypatch, tmp_path, capsys
+) -> None:
+    monkeypatch.setitem(sweep.CHAPTER_GRIDS, "good", f"{__name__}:picky_grid")
+    root = book_project()
+    url = str(tmp_path / "results")
+    assert main(["--root", str(root), "sweep", "good", "--serial", "--store", url]) == 1
+    err = capsys.readouterr().err
+    assert 'parameters {"x":2}' in err and "ValueError: x = 2 is not allowed here" in err
+    assert "1 point(s) of 'good' failed; the others are stored" in err
+    assert len(list(results_store.Store(url).entries())) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["store", "ls", "--store", "s3://bucket/x"], "s3fs"),
+        (["store", "show", "zz"], "key 'zz' must be 4 to 64 hex digits"),
+        (["store", "show", "abcd"], "no entry with key 'abcd'"),
+        (["sweep", "good", "--workers", "0"], "--workers must be at least 1, got 0"),
+    ],
+)
+def test_store_and_sweep_usage_errors_exit_2(
+    book_project, tmp_path, monkeypatch, capsys, args, message
+) -> None:
+    monkeypatch.setenv(results_store.STORE_ENV, str(tmp_path / "empty"))
+    root = book_project()
+    assert main(["--root", str(root), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err

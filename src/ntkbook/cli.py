@@ -1,4 +1,5 @@
-"""The ``ntkbook`` command line: list, run and build the book's chapters; show and prune runs.
+"""The ``ntkbook`` command line: list, run and build the book's chapters; show and prune runs;
+compute a chapter's sweep (``sweep``) and show or prune the results store (``store``).
 
 Exit codes: 0 success, 1 a chapter or the book build failed, 2 a usage error (unknown chapter,
 preset or parameter, bad ``-p`` value; the message lists the valid names) or a filesystem error
@@ -29,6 +30,7 @@ from ntkbook.book.presets import (
 )
 from ntkbook.book.project import EXECUTED_DIR, Project
 from ntkbook.book.runs import RUNS_DIR, collect_garbage, list_runs, published_target
+from ntkbook.store import DEFAULT_STORE_DIR, STORE_ENV, StoreError
 
 #: Environment variable that sets the default preset (``PRESET=smoke make book``).
 PRESET_ENV = "PRESET"
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", help="where the executed notebook goes (default: executed/<chapter>/)"
     )
     run_cmd.add_argument("--force", action="store_true", help="execute even if unchanged")
+    _add_store(run_cmd)
 
     build_cmd = commands.add_parser("build", help="run every chapter in _toc.yml, build the HTML")
     _add_root(build_cmd, suppress=True)
@@ -112,7 +115,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_root(runs_gc, suppress=True)
     runs_gc.add_argument("--dry-run", action="store_true", help="only list what would go")
+
+    sweep_cmd = commands.add_parser(
+        "sweep", help="compute a chapter's grid into the results store (only missing points)"
+    )
+    _add_root(sweep_cmd, suppress=True)
+    sweep_cmd.add_argument("chapter", help="a chapter with a sweep grid (ntkbook.sweep)")
+    sweep_cmd.add_argument(
+        "--preset",
+        default=os.environ.get(PRESET_ENV, "smoke"),
+        help=f"one of {', '.join(PRESETS)} (default: ${PRESET_ENV} or smoke)",
+    )
+    sweep_cmd.add_argument(
+        "-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="as for run"
+    )
+    where = sweep_cmd.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://host:8786"
+    )
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="local worker processes (default: one per core)"
+    )
+    where.add_argument(
+        "--serial", action="store_true", help="compute the points in this process, one by one"
+    )
+    _add_store(sweep_cmd)
+
+    store_cmd = commands.add_parser("store", help="show or prune the results store")
+    _add_root(store_cmd, suppress=True)
+    store_actions = store_cmd.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    store_ls = store_actions.add_parser("ls", help="list every entry")
+    store_show = store_actions.add_parser("show", help="one entry's parameters and provenance")
+    store_show.add_argument("key", help="the key, or its first digits (at least 4)")
+    store_gc = store_actions.add_parser(
+        "gc", help="delete entries that this checkout's code and lock can no longer reach"
+    )
+    store_gc.add_argument("--dry-run", action="store_true", help="only list what would go")
+    store_du = store_actions.add_parser("du", help="entries and bytes per experiment")
+    for action in (store_ls, store_show, store_gc, store_du):
+        _add_root(action, suppress=True)
+        _add_store(action)
     return parser
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"results store: a path or fsspec URL (default: ${STORE_ENV} or {DEFAULT_STORE_DIR})",
+    )
 
 
 def _check_preset(preset: str) -> None:
@@ -217,6 +269,122 @@ def _runs(project: Project, action: str, dry_run: bool) -> int:
     return 0
 
 
+def _open_store(project: Project, url: str | None):
+    from ntkbook.store import Store
+
+    if url is None and not os.environ.get(STORE_ENV):
+        url = str(project.root / DEFAULT_STORE_DIR)
+    return Store(url)
+
+
+def _sweep(project: Project, args: argparse.Namespace) -> int:
+    from ntkbook import sweep
+
+    _check_preset(args.preset)
+    overrides = dict(parse_override(text) for text in args.param)
+    parameters = resolve_parameters(project, project.chapter(args.chapter), args.preset, overrides)
+    store = _open_store(project, getattr(args, "store", None))
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    client = sweep.SERIAL if args.serial else args.scheduler
+    grids = sweep.chapter_grid(args.chapter, parameters)
+    try:
+        results = sweep.map_grids(
+            grids, client=client, store=store, workers=args.workers, log=print
+        )
+    except sweep.SweepFailed as err:
+        print(str(err), file=sys.stderr)
+        raise BookError(
+            f"{len(err.failures)} point(s) of {args.chapter!r} failed; the others are stored, "
+            "a rerun computes only the missing ones"
+        ) from None
+    for grid, done in zip(grids, results, strict=True):
+        print(
+            f"{args.chapter}: {len(done)} point(s) of {grid.experiment.experiment_name}, "
+            f"{done.from_store} from the store, {done.computed} computed"
+        )
+    return 0
+
+
+def _fingerprint_state(meta: dict[str, Any] | None, current: dict[str, Any]) -> str:
+    if meta is None:
+        return "unreadable"
+    fingerprint = meta.get("fingerprint") or {}
+    return "current" if fingerprint == current else "stale"
+
+
+def _store(project: Project, args: argparse.Namespace) -> int:
+    from ntkbook.store import code_fingerprint
+
+    store = _open_store(project, getattr(args, "store", None))
+    action = args.store_command
+    if action == "show":
+        info = store.find(args.key)
+        if info.meta is None:
+            raise UsageError(f"entry {info.path} cannot be read")
+        entry = store.load(info)
+        shown = dict(info.meta)
+        shown["path"] = info.path
+        shown["size_bytes"] = info.size_bytes
+        shown["result"] = _outline(entry.result)
+        print(json.dumps(shown, indent=2, sort_keys=True))
+        return 0
+    current = code_fingerprint()
+    entries = list(store.entries())
+    if action == "ls":
+        if not entries:
+            print(f"no entries in {store.url}")
+            return 0
+        print(f"{'key':<16} {'experiment':<24} {'wall time':>10} {'size':>9}  {'host':<20} state")
+        for info in entries:
+            provenance = (info.meta or {}).get("provenance") or {}
+            wall = provenance.get("wall_time_s")
+            print(
+                f"{info.key[:16]} {info.experiment:<24} "
+                f"{format_duration(wall) if wall is not None else '-':>10} "
+                f"{info.size_bytes / 2**10:>7.1f} K  {provenance.get('host', '-'):<20} "
+                f"{_fingerprint_state(info.meta, current)}"
+            )
+        return 0
+    if action == "du":
+        totals: dict[str, list[int]] = {}
+        for info in entries:
+            count_size = totals.setdefault(info.experiment, [0, 0])
+            count_size[0] += 1
+            count_size[1] += info.size_bytes
+        for name, (count, size) in sorted(totals.items()):
+            print(f"{name:<28} {count:>6} entries {size / 2**20:>9.2f} MiB")
+        size = sum(info.size_bytes for info in entries)
+        print(f"{'total':<28} {len(entries):>6} entries {size / 2**20:>9.2f} MiB  ({store.url})")
+        return 0
+    # gc: entries keyed by other code or other versions can never be found by this checkout
+    stale = [info for info in entries if _fingerprint_state(info.meta, current) != "current"]
+    verb = "would delete" if args.dry_run else "deleted"
+    for info in stale:
+        if not args.dry_run:
+            store.remove(info)
+        print(
+            f"{verb} {info.key[:16]} ({info.experiment}, {_fingerprint_state(info.meta, current)})"
+        )
+    freed = sum(info.size_bytes for info in stale) / 2**20
+    print(
+        f"{verb} {len(stale)} entr{'y' if len(stale) == 1 else 'ies'}, {freed:.2f} MiB; "
+        f"kept {len(entries) - len(stale)} current"
+    )
+    return 0
+
+
+def _outline(value: Any) -> Any:
+    """A result with every array replaced by its dtype and shape (for ``store show``)."""
+    if isinstance(value, dict):
+        return {name: _outline(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_outline(item) for item in value]
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        return f"{value.dtype}{list(value.shape)}"
+    return value
+
+
 def describe_os_error(error: OSError) -> str:
     """One line for a filesystem error: the path(s) it concerns and the reason.
 
@@ -243,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _list(project, args.json)
         if args.command == "run":
             _check_preset(args.preset)
+            if getattr(args, "store", None):
+                os.environ[STORE_ENV] = args.store  # read by the chapter's kernel
             overrides: dict[str, Any] = {}
             for text in args.param:
                 name, value = parse_override(text)
@@ -258,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "runs":
             return _runs(project, args.runs_command, getattr(args, "dry_run", False))
+        if args.command == "sweep":
+            return _sweep(project, args)
+        if args.command == "store":
+            return _store(project, args)
         if args.command == "build":
             _check_preset(args.preset)
             url = args.repository_url or origin_repository(project.root)
@@ -272,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = export_notebooks(project, Path(args.destination), github_repository(url))
             print(f"wrote {len(written)} notebook(s) under {args.destination}")
             return 0
-    except UsageError as err:
+    except (UsageError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BookError as err:

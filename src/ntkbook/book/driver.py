@@ -17,6 +17,7 @@ A run of one chapter:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -26,7 +27,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -397,20 +398,22 @@ def run_chapter(
     progress.start()
     try:
         try:
-            papermill.execute_notebook(
-                str(info.notebook),
-                str(notebook),
-                parameters=parameters,
-                engine_name=_progress_engine(),
-                progress=progress,
-                kernel_name=KERNEL_NAME,
-                cwd=str(work),
-                progress_bar=False,
-                log_output=False,
-                # Every cell has finished and its outputs are saved by now; a graceful kernel
-                # shutdown only adds time and, with ipykernel 7, a spurious KeyboardInterrupt log.
-                shutdown_kernel="immediate",
-            )
+            with _store_for_kernel(project):
+                papermill.execute_notebook(
+                    str(info.notebook),
+                    str(notebook),
+                    parameters=parameters,
+                    engine_name=_progress_engine(),
+                    progress=progress,
+                    kernel_name=KERNEL_NAME,
+                    cwd=str(work),
+                    progress_bar=False,
+                    log_output=False,
+                    # Every cell has finished and its outputs are saved by now; a graceful
+                    # kernel shutdown only adds time and, with ipykernel 7, a spurious
+                    # KeyboardInterrupt log.
+                    shutdown_kernel="immediate",
+                )
         except Exception as err:
             raise _execution_error(chapter, notebook, err) from err
         finally:
@@ -448,12 +451,46 @@ def run_chapter(
     finished = store / finished_name(key)
     os.replace(work, finished)
     publish(published, finished)
+    for line in sweep_lines(summary):
+        log(f"{label}: {line}")
     ended = dt.datetime.now().strftime("%H:%M:%S")
     log(
         f"{label}: executed in {format_duration(wall_time)}, finished at {ended}: "
         f"{_display(published / f'{chapter}.ipynb')}"
     )
     return result(finished, True, wall_time)
+
+
+@contextlib.contextmanager
+def _store_for_kernel(project: Project) -> Iterator[None]:
+    """``$NTKBOOK_STORE`` for the chapter's kernel: the project's results store unless the
+    environment (or ``--store``) names one; the kernel's working directory is the run directory,
+    so it could not find the project's store itself."""
+    from ntkbook.store import DEFAULT_STORE_DIR, STORE_ENV  # the store imports ntkbook.book
+
+    if os.environ.get(STORE_ENV):
+        yield
+        return
+    os.environ[STORE_ENV] = str(project.root / DEFAULT_STORE_DIR)
+    try:
+        yield
+    finally:
+        os.environ.pop(STORE_ENV, None)
+
+
+def sweep_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per sweep a chapter recorded in its summary (``"sweeps"``): how many of its
+    points came from the results store and how many were computed."""
+    lines = []
+    numbers = summary.get("chapter_results", summary)
+    for report in numbers.get("sweeps") or []:
+        if not isinstance(report, dict):
+            continue
+        lines.append(
+            f"sweep {report.get('experiment')}: {report.get('points')} point(s), "
+            f"{report.get('from_store')} from the store, {report.get('computed')} computed"
+        )
+    return lines
 
 
 def jupyter_book_command(root: Path, config: Path | None = None) -> list[str]:
@@ -540,6 +577,9 @@ def build_book(
     except (FileNotFoundError, SummaryError) as err:
         raise BuildFailed(f"the Status page could not be written: {err}") from err
     log(f"status page: {_display(status)}")
+    from ntkbook.book.data_as_code import write_data_as_code_page  # imports ntkbook.store
+
+    log(f"data as code page: {_display(write_data_as_code_page(project, chapters))}")
     config = None
     if repository_url is not None:
         config = launch_config(project, github_repository(repository_url))

@@ -25,6 +25,8 @@ PARAMS_DIR = "params"
 EXECUTED_DIR = "executed"
 #: The generated Status page, ``executed/status`` in the table of contents (not a chapter).
 STATUS_NAME = "status"
+#: The generated "Data as code" page, ``executed/data_as_code`` (not a chapter).
+DATA_AS_CODE_NAME = "data_as_code"
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,8 @@ class Project:
         """Chapters named in ``_toc.yml``, in book order.
 
         A toc entry ``executed/<chapter>/<chapter>`` (with or without ``.ipynb``) is a chapter;
-        other entries (prose pages under ``book/``, the generated ``executed/status`` page) are
-        left to Jupyter Book.
+        other entries (prose pages under ``book/``, the generated ``executed/status`` and
+        ``executed/data_as_code`` pages) are left to Jupyter Book.
 
         Raises:
             UsageError: ``_toc.yml`` is missing or malformed, an entry under ``executed/`` does not
@@ -119,7 +121,8 @@ class Project:
         names: list[str] = []
         for entry in _toc_files(toc):
             parts = Path(entry.removesuffix(".ipynb").removesuffix(".md")).parts
-            if not parts or parts[0] != EXECUTED_DIR or parts == (EXECUTED_DIR, STATUS_NAME):
+            generated = parts[1:] in ((STATUS_NAME,), (DATA_AS_CODE_NAME,))
+            if not parts or parts[0] != EXECUTED_DIR or generated:
                 continue
             if len(parts) != 3 or parts[1] != parts[2]:
                 raise UsageError(

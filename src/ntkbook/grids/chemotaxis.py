@@ -1,0 +1,219 @@
+"""The chemotaxis sweep: one point per (shape, radius, speed) cell, its seeds in one ``vmap``.
+
+A point trains ``n_seeds`` policies of one cell with the policy-gradient loss and deploys them,
+and the three hand-written controllers, from the same starts (:data:`CONTROLLERS`). Its random
+key is folded from ``seed`` and the cell itself (not its place in the grid), so adding a radius
+or a speed leaves every other cell's key, hence its stored result, unchanged. PPO on the
+``ppo_radii`` is a second experiment, one point per radius.
+
+:func:`grid` gives both sweeps for a chapter's parameters; :func:`stack` joins the points'
+results along the run axis in grid order (shape, radius, speed, seed), as the notebook reads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from ntkbook.store import experiment
+from ntkbook.swarm import PolicyGradientConfig, PPOConfig, analysis, make_train, policy, tasks
+from ntkbook.sweep import Grid
+
+__all__ = ["CONTROLLERS", "PARAMETERS", "cell", "ppo_cell", "grid", "stack", "cell_key"]
+
+#: The hand-written controllers deployed beside every trained policy.
+CONTROLLERS = {
+    "random": tasks.random_policy,
+    "run and rotate": tasks.run_and_rotate_policy,
+    "classical": tasks.steer_to_source_policy,
+}
+#: Parameters of the chapter that every point of the cell sweep takes.
+CELL_PARAMETERS = (
+    "n_seeds",
+    "temperature",
+    "n_agents",
+    "decision_interval",
+    "integrator_step",
+    "deploy_integrator_step",
+    "episode_length",
+    "n_envs",
+    "n_updates",
+    "continuous",
+    "learning_rate",
+    "hidden",
+    "deploy_decisions",
+    "capture_fraction",
+    "seed",
+)
+PPO_PARAMETERS = (
+    "n_seeds",
+    "temperature",
+    "n_agents",
+    "decision_interval",
+    "integrator_step",
+    "deploy_integrator_step",
+    "episode_length",
+    "ppo_envs",
+    "ppo_updates",
+    "hidden",
+    "deploy_decisions",
+    "seed",
+)
+
+#: Every chapter parameter that :func:`grid` reads.
+PARAMETERS = tuple(
+    sorted({*CELL_PARAMETERS, *PPO_PARAMETERS, "shapes", "radii", "speeds", "ppo_radii"})
+)
+
+
+def cell_key(seed: int, **cell: Any) -> jax.Array:
+    """The key of one cell: ``seed``'s key folded with a 31-bit hash of the cell's values."""
+    text = repr(sorted(cell.items())).encode()
+    tag = int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
+    return jax.random.fold_in(jax.random.key(seed), tag)
+
+
+def _environments(p: Mapping[str, Any]) -> tuple[tasks.EnvConfig, tasks.EnvConfig]:
+    env = tasks.EnvConfig(
+        n_agents=p["n_agents"],
+        decision_interval=p["decision_interval"],
+        integrator_step=p["integrator_step"],
+        episode_length=p["episode_length"],
+    )
+    return env, dataclasses.replace(env, integrator_step=p["deploy_integrator_step"])
+
+
+@functools.cache
+def _train_program(env: tasks.EnvConfig, config) -> Any:
+    return jax.jit(jax.vmap(make_train(env, config)))
+
+
+_deploy_trained = jax.jit(
+    jax.vmap(policy.deploy, in_axes=(0, 0, None, 0, None)), static_argnums=(2, 4)
+)
+_rollout = jax.jit(
+    jax.vmap(tasks.rollout, in_axes=(0, None, None, 0, None)), static_argnums=(1, 2, 4)
+)
+
+
+def _to_numpy(tree: Any) -> Any:
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+@experiment("chemotaxis.cell")
+def cell(p: dict[str, Any]) -> dict[str, Any]:
+    """Train and deploy ``n_seeds`` policies of one (shape, radius, speed) cell.
+
+    Returns ``metrics`` (``mean_reward``, ``mean_distance``, ``entropy``: ``(n_seeds,
+    n_updates)``), the trained ``actor_params`` (leading axis: seeds), ``deployed`` (per
+    controller and ``"trained"``: ``ratio`` and ``efficiency`` per seed), the trained policies'
+    deployment ``paths`` and their :func:`~ntkbook.swarm.analysis.action_statistics`.
+    """
+    n = p["n_seeds"]
+    env, deploy_env = _environments(p)
+    config = PolicyGradientConfig(
+        n_envs=p["n_envs"],
+        n_updates=p["n_updates"],
+        learning_rate=p["learning_rate"],
+        continuous=p["continuous"],
+        hidden=tuple(p["hidden"]),
+    )
+    swimmers = tasks.swimmer_parameters(
+        radius_um=np.full(n, p["radius"]),
+        speed_body_lengths=np.full(n, p["speed"]),
+        temperature_K=p["temperature"],
+        shape=[p["shape"]] * n,
+    )
+    key = cell_key(p["seed"], shape=p["shape"], radius=p["radius"], speed=p["speed"])
+    train_key, deploy_key = jax.random.split(key)
+    deploy_keys = jax.random.split(deploy_key, n)
+    result = _train_program(env, config)(jax.random.split(train_key, n), swimmers)
+    speed = tasks.swim_speed(swimmers)
+    deployed = {}
+    for name, controller in CONTROLLERS.items():
+        trajectory = _rollout(deploy_keys, controller, deploy_env, swimmers, p["deploy_decisions"])
+        deployed[name] = analysis.deployment_summary(
+            trajectory, deploy_env, speed, p["capture_fraction"]
+        )
+    trajectory = _deploy_trained(
+        deploy_keys, result.actor_params, deploy_env, swimmers, p["deploy_decisions"]
+    )
+    trained = analysis.deployment_summary(
+        trajectory, deploy_env, speed, p["capture_fraction"], keep_actions=True
+    )
+    statistics = [
+        analysis.action_statistics(o, a)
+        for o, a in zip(trained.pop("observations"), trained.pop("actions"), strict=True)
+    ]
+    paths = trained.pop("paths")
+    deployed["trained"] = trained
+    return {
+        "metrics": {
+            name: np.asarray(result.metrics[name])
+            for name in ("mean_reward", "mean_distance", "entropy")
+        },
+        "actor_params": _to_numpy(result.actor_params),
+        "deployed": deployed,
+        "paths": paths,
+        "statistics": statistics,
+    }
+
+
+@experiment("chemotaxis.ppo")
+def ppo_cell(p: dict[str, Any]) -> dict[str, Any]:
+    """Train ``n_seeds`` spheres of one radius with PPO and deploy them: ``ratio`` per seed."""
+    n = p["n_seeds"]
+    env, deploy_env = _environments(p)
+    config = PPOConfig(
+        n_envs=p["ppo_envs"],
+        n_steps=p["episode_length"],
+        n_updates=p["ppo_updates"],
+        hidden=tuple(p["hidden"]),
+    )
+    swimmers = tasks.swimmer_parameters(
+        radius_um=np.full(n, p["radius"]),
+        speed_body_lengths=p["speed"],
+        temperature_K=p["temperature"],
+    )
+    key = cell_key(p["seed"], loss="ppo", radius=p["radius"], speed=p["speed"])
+    keys = jax.random.split(key, n)
+    result = _train_program(env, config)(keys, swimmers)
+    trajectory = _deploy_trained(
+        keys, result.actor_params, deploy_env, swimmers, p["deploy_decisions"]
+    )
+    return {"ratio": analysis.distance_ratio(np.asarray(trajectory.positions), env)}
+
+
+def grid(parameters: Mapping[str, Any]) -> list[Grid]:
+    """The chapter's two sweeps: every (shape, radius, speed) cell in grid order, and PPO on
+    spheres at the middle swept speed for each of ``ppo_radii``."""
+    common = {name: parameters[name] for name in CELL_PARAMETERS}
+    cells = [
+        {**common, "shape": shape, "radius": radius, "speed": speed}
+        for shape in parameters["shapes"]
+        for radius in parameters["radii"]
+        for speed in parameters["speeds"]
+    ]
+    speeds = parameters["speeds"]
+    ppo_common = {name: parameters[name] for name in PPO_PARAMETERS}
+    ppo = [
+        {**ppo_common, "radius": radius, "speed": speeds[len(speeds) // 2]}
+        for radius in parameters["ppo_radii"]
+    ]
+    return [Grid(cell, cells), Grid(ppo_cell, ppo)]
+
+
+def stack(results: Sequence[Any]) -> Any:
+    """The points' results joined along their first axis (runs), lists concatenated."""
+    first = results[0]
+    if isinstance(first, dict):
+        return {name: stack([r[name] for r in results]) for name in first}
+    if isinstance(first, list):
+        return [item for r in results for item in r]
+    return np.concatenate([np.asarray(r) for r in results])
