@@ -171,8 +171,9 @@ def local_cluster(n_workers: int | None = None, allowed_failures: int = 1):
     """A :class:`~dask.distributed.LocalCluster` for sweeps on this machine.
 
     ``n_workers`` spawned worker processes (default: one per core), one thread each, with
-    :func:`worker_environment`; no dashboard. A task whose worker dies is retried on another
-    worker ``allowed_failures`` times before it is reported as failed.
+    :func:`worker_environment`; no dashboard. Each worker holds one point at a time (the others
+    wait at the scheduler), and a point whose worker dies is retried on another worker
+    ``allowed_failures`` times before it is reported as failed.
 
     Raises:
         ValueError: ``n_workers`` is not a positive integer.
@@ -186,6 +187,8 @@ def local_cluster(n_workers: int | None = None, allowed_failures: int = 1):
     settings = {
         "distributed.worker.multiprocessing-method": "spawn",
         "distributed.scheduler.allowed-failures": allowed_failures,
+        # One task on a worker at a time: a worker that dies takes no queued point with it.
+        "distributed.scheduler.worker-saturation": 1.0,
     }
     with dask.config.set(settings):
         return LocalCluster(
@@ -513,7 +516,9 @@ def _run_dask(fn, name, missing, store, fingerprint, client, workers, progress):
             done = as_completed(list(futures))
             for future in track(done, total=len(futures), description=name, progress=progress):
                 key = futures.pop(future)
-                if future.status != "finished":
+                # A point whose worker died after it stored its entry is finished: the store,
+                # not the worker's memory, holds results.
+                if future.status != "finished" and not store.contains(name, key):
                     failures.append(
                         _failure(key, missing[key], future.exception(), future.traceback())
                     )
@@ -542,7 +547,7 @@ def _client(client: Any, workers: int | None, n_points: int) -> Iterator[Any]:
             with contextlib.suppress(Exception):
                 connected.close()
             with contextlib.suppress(Exception):
-                cluster.close()
+                cluster.close(timeout=20)  # a worker stuck in a point is killed, not awaited
         return
     connected, close = _connect(client)
     try:
