@@ -114,8 +114,11 @@ def test_an_exception_is_reported_with_its_parameters_and_traceback(client, tmp_
 
 INTERRUPTED = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from ntkbook import store as st, sweep
+
+    # Ctrl-C as in a terminal, even when the test runs where SIGINT is ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     @st.experiment("tests.sweep.slow")
     def slow(p):
