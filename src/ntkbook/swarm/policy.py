@@ -34,6 +34,7 @@ __all__ = [
     "Actor",
     "Critic",
     "TrainedPolicy",
+    "check_snapshot_every",
     "actor_apply",
     "critic_apply",
     "observation_grid",
@@ -108,6 +109,17 @@ def _actor_from(params) -> Actor:
 
 def _critic_from(params) -> Critic:
     return Critic(_hidden_from(params))
+
+
+def check_snapshot_every(n_updates: int, snapshot_every: int) -> None:
+    """Refuse a ``snapshot_every`` that is not an integer >= 0 or does not divide ``n_updates``
+    (0 means no snapshots); shared by the training configurations."""
+    if not isinstance(snapshot_every, int) or snapshot_every < 0:
+        raise ValueError(f"snapshot_every must be an integer >= 0, got {snapshot_every!r}")
+    if snapshot_every and n_updates % snapshot_every:
+        raise ValueError(
+            f"n_updates {n_updates} must be a multiple of snapshot_every {snapshot_every}"
+        )
 
 
 def observation_grid(n: int = 64, low: float = -1.0, high: float = 1.0) -> jax.Array:

@@ -45,6 +45,7 @@ from ntkbook.swarm import tasks as tk
 from ntkbook.swarm.policy import (
     TrainedPolicy,
     actor_apply,
+    check_snapshot_every,
     critic_apply,
     init_networks,
     sample_actions,
@@ -100,13 +101,7 @@ class PolicyGradientConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
-        if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
-            raise ValueError(f"snapshot_every must be an integer >= 0, got {self.snapshot_every!r}")
-        if self.snapshot_every and self.n_updates % self.snapshot_every:
-            raise ValueError(
-                f"n_updates {self.n_updates} must be a multiple of snapshot_every "
-                f"{self.snapshot_every}"
-            )
+        check_snapshot_every(self.n_updates, self.snapshot_every)
 
 
 def expected_returns(rewards: jax.Array, gamma: float, standardize: bool = True) -> jax.Array:

@@ -46,6 +46,7 @@ from ntkbook.swarm import tasks as tk
 from ntkbook.swarm.policy import (
     TrainedPolicy,
     actor_apply,
+    check_snapshot_every,
     critic_apply,
     init_networks,
     scan_updates,
@@ -106,13 +107,7 @@ class PPOConfig:
         for name in ("gamma", "gae_lambda"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        if not isinstance(self.snapshot_every, int) or self.snapshot_every < 0:
-            raise ValueError(f"snapshot_every must be an integer >= 0, got {self.snapshot_every!r}")
-        if self.snapshot_every and self.n_updates % self.snapshot_every:
-            raise ValueError(
-                f"n_updates {self.n_updates} must be a multiple of snapshot_every "
-                f"{self.snapshot_every}"
-            )
+        check_snapshot_every(self.n_updates, self.snapshot_every)
 
 
 def gae(
