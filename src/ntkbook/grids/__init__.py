@@ -4,3 +4,25 @@ Each module here registers its chapter's experiments (:func:`ntkbook.store.exper
 defines ``grid(parameters) -> list[ntkbook.sweep.Grid]``, which the chapter's notebook and
 ``ntkbook sweep CHAPTER`` both call, so that both compute (and find) the same points.
 """
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+__all__ = ["point_key"]
+
+
+def point_key(seed: int, /, **values: Any):
+    """The random key of one point: ``seed``'s key folded with a 31-bit hash of ``values``.
+
+    The key depends on the point's own values (a width, a radius, a seed index), not on its place
+    in the grid, so adding a width or a radius leaves every other point's key, hence its stored
+    result, unchanged. ``values`` are compared by ``repr`` after sorting by name; ``seed`` is
+    positional, so a value may be named ``seed`` too (a seed index).
+    """
+    import jax
+
+    text = repr(sorted(values.items())).encode()
+    tag = int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
+    return jax.random.fold_in(jax.random.key(seed), tag)

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
+from ntkbook.grids import point_key
 from ntkbook.store import experiment
 from ntkbook.swarm import PolicyGradientConfig, PPOConfig, analysis, make_train, policy, tasks
 from ntkbook.sweep import Grid
 
-__all__ = ["CONTROLLERS", "PARAMETERS", "cell", "ppo_cell", "grid", "stack", "cell_key"]
+__all__ = ["CONTROLLERS", "PARAMETERS", "cell", "ppo_cell", "grid", "stack"]
 
 #: The hand-written controllers deployed beside every trained policy.
 CONTROLLERS = {
@@ -70,13 +70,6 @@ PPO_PARAMETERS = (
 PARAMETERS = tuple(
     sorted({*CELL_PARAMETERS, *PPO_PARAMETERS, "shapes", "radii", "speeds", "ppo_radii"})
 )
-
-
-def cell_key(seed: int, **cell: Any) -> jax.Array:
-    """The key of one cell: ``seed``'s key folded with a 31-bit hash of the cell's values."""
-    text = repr(sorted(cell.items())).encode()
-    tag = int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
-    return jax.random.fold_in(jax.random.key(seed), tag)
 
 
 def _environments(p: Mapping[str, Any]) -> tuple[tasks.EnvConfig, tasks.EnvConfig]:
@@ -130,7 +123,7 @@ def cell(p: dict[str, Any]) -> dict[str, Any]:
         temperature_K=p["temperature"],
         shape=[p["shape"]] * n,
     )
-    key = cell_key(p["seed"], shape=p["shape"], radius=p["radius"], speed=p["speed"])
+    key = point_key(p["seed"], shape=p["shape"], radius=p["radius"], speed=p["speed"])
     train_key, deploy_key = jax.random.split(key)
     deploy_keys = jax.random.split(deploy_key, n)
     result = _train_program(env, config)(jax.random.split(train_key, n), swimmers)
@@ -181,7 +174,7 @@ def ppo_cell(p: dict[str, Any]) -> dict[str, Any]:
         speed_body_lengths=p["speed"],
         temperature_K=p["temperature"],
     )
-    key = cell_key(p["seed"], loss="ppo", radius=p["radius"], speed=p["speed"])
+    key = point_key(p["seed"], loss="ppo", radius=p["radius"], speed=p["speed"])
     keys = jax.random.split(key, n)
     result = _train_program(env, config)(keys, swimmers)
     trajectory = _deploy_trained(
