@@ -178,3 +178,22 @@ def test_interacting_agents_start_without_overlaps_and_touch_at_two_radii():
     assert int(ph.overlaps(state.colloids.positions, 2.14)) == 0
     physics = tk.physics_of(swimmer, env)
     assert float(physics.wca_sigma) * 2 ** (1 / 6) == pytest.approx(4.28, rel=1e-6)
+
+
+def test_rollout_each_equals_separate_rollouts_and_deploy():
+    from ntkbook.swarm import policy as pol
+
+    key = jax.random.key(3)
+    actor, _ = pol.init_networks(jax.random.key(4), hidden=(8,))
+    policies = [tk.random_policy, tk.steer_to_source_policy, pol.actor_policy(actor)]
+    each = jax.jit(lambda k: tk.rollout_each(k, policies, ENV, SWIMMER, 6))(key)
+    assert each.positions.shape == (3, 7, ENV.n_agents, 2)
+    separate = [tk.rollout(key, p, ENV, SWIMMER, 6) for p in policies[:2]]
+    separate.append(pol.deploy(key, actor, ENV, SWIMMER, 6))
+    for i, one in enumerate(separate):
+        np.testing.assert_array_equal(each.actions[i], one.actions)
+        np.testing.assert_allclose(each.positions[i], one.positions, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="at least one policy"):
+        tk.rollout_each(key, [], ENV, SWIMMER, 6)
+    with pytest.raises(ValueError, match="at least one policy"):
+        tk.switch_policy(0, [])

@@ -87,11 +87,15 @@ def _train_program(env: tasks.EnvConfig, config) -> Any:
     return jax.jit(jax.vmap(make_train(env, config)))
 
 
+def _deploy_each(key, actor_params, config, swimmer, n_decisions):
+    # The hand-written controllers, then the trained policy: one program for all four.
+    controllers = [*CONTROLLERS.values(), policy.actor_policy(actor_params)]
+    return tasks.rollout_each(key, controllers, config, swimmer, n_decisions)
+
+
+_deploy_all = jax.jit(jax.vmap(_deploy_each, in_axes=(0, 0, None, 0, None)), static_argnums=(2, 4))
 _deploy_trained = jax.jit(
     jax.vmap(policy.deploy, in_axes=(0, 0, None, 0, None)), static_argnums=(2, 4)
-)
-_rollout = jax.jit(
-    jax.vmap(tasks.rollout, in_axes=(0, None, None, 0, None)), static_argnums=(1, 2, 4)
 )
 
 
@@ -128,18 +132,19 @@ def cell(p: dict[str, Any]) -> dict[str, Any]:
     deploy_keys = jax.random.split(deploy_key, n)
     result = _train_program(env, config)(jax.random.split(train_key, n), swimmers)
     speed = tasks.swim_speed(swimmers)
-    deployed = {}
-    for name, controller in CONTROLLERS.items():
-        trajectory = _rollout(deploy_keys, controller, deploy_env, swimmers, p["deploy_decisions"])
-        deployed[name] = analysis.deployment_summary(
-            trajectory, deploy_env, speed, p["capture_fraction"]
-        )
-    trajectory = _deploy_trained(
+    # (seeds, controller, ...): every controller from the same starts and the same noise
+    trajectories = _deploy_all(
         deploy_keys, result.actor_params, deploy_env, swimmers, p["deploy_decisions"]
     )
-    trained = analysis.deployment_summary(
-        trajectory, deploy_env, speed, p["capture_fraction"], keep_actions=True
-    )
+
+    def deployment(index: int, **options: Any) -> dict[str, Any]:
+        trajectory = jax.tree_util.tree_map(lambda a: a[:, index], trajectories)
+        return analysis.deployment_summary(
+            trajectory, deploy_env, speed, p["capture_fraction"], **options
+        )
+
+    deployed = {name: deployment(i) for i, name in enumerate(CONTROLLERS)}
+    trained = deployment(len(CONTROLLERS), keep_actions=True)
     statistics = [
         analysis.action_statistics(o, a)
         for o, a in zip(trained.pop("observations"), trained.pop("actions"), strict=True)

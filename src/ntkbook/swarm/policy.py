@@ -42,6 +42,7 @@ __all__ = [
     "scan_updates",
     "policy_probabilities",
     "sample_actions",
+    "actor_policy",
     "deploy",
     "in_batches",
 ]
@@ -197,13 +198,20 @@ def deploy(
     """Run the trained policy for ``n_decisions`` (no resets): actions sampled from
     ``π(·|o)``, or its most probable action with ``greedy``. Jittable with ``env_config``,
     ``n_decisions`` and ``greedy`` static; ``vmap`` over keys, parameters or actor parameters."""
+    return tk.rollout(key, actor_policy(actor_params, greedy), env_config, params, n_decisions)
 
-    def policy(k, obs, colloids, config):
-        del colloids, config  # a trained agent sees only its observation
+
+def actor_policy(actor_params, greedy: bool = False) -> tk.Policy:
+    """The trained actor as a controller (:data:`ntkbook.swarm.tasks.Policy`): each agent sees
+    only its observation and samples from ``π(·|o)``, or takes its most probable action with
+    ``greedy``. ``actor_params`` may be traced."""
+
+    def policy(k, obs, state, config):
+        del state, config  # a trained agent sees only its observation
         logits = actor_apply(actor_params, obs)
         return jnp.argmax(logits, -1) if greedy else jax.random.categorical(k, logits)
 
-    return tk.rollout(key, policy, env_config, params, n_decisions)
+    return policy
 
 
 def in_batches(

@@ -74,6 +74,8 @@ __all__ = [
     "action_velocities",
     "Policy",
     "rollout",
+    "rollout_each",
+    "switch_policy",
     "random_policy",
     "run_and_rotate_policy",
     "steer_to_source_policy",
@@ -490,6 +492,55 @@ def rollout(
             lambda a, b: jnp.concatenate([a[None], b]), start.extra, extras
         ),
     )
+
+
+def switch_policy(index: jax.Array | int, policies: Sequence[Policy]) -> Policy:
+    """The controller that acts as ``policies[index]``; ``index`` may be a traced integer.
+
+    One ``jax.lax.switch`` over the policies (their actions cast to ``int32``), so a program
+    that takes ``index`` as data compiles the physics once for all of them.
+
+    Raises:
+        ValueError: ``policies`` is empty.
+    """
+    policies = list(policies)
+    if not policies:
+        raise ValueError("switch_policy needs at least one policy, got none")
+
+    def policy(key, observations, state, config):
+        branches = [lambda k, o, s, p=p: p(k, o, s, config).astype(jnp.int32) for p in policies]
+        return jax.lax.switch(index, branches, key, observations, state)
+
+    return policy
+
+
+def rollout_each(
+    key: jax.Array,
+    policies: Sequence[Policy],
+    config: EnvConfig,
+    params: SwimmerParameters,
+    n_decisions: int,
+) -> Trajectory:
+    """:func:`rollout` of every one of ``policies`` from the same ``key`` (the same start and the
+    same physics noise), stacked on a new leading axis in the order of ``policies``.
+
+    The policies run one after the other (a ``lax.map`` over their index, a
+    :func:`switch_policy` inside), so the result equals separate rollouts while the physics is
+    compiled once, not once per policy. Call it inside a jitted function (``config`` and
+    ``n_decisions`` static); the policies may close over traced values (a trained actor's
+    parameters).
+
+    Raises:
+        ValueError: ``policies`` is empty.
+    """
+    policies = list(policies)
+    if not policies:
+        raise ValueError("rollout_each needs at least one policy, got none")
+
+    def one(index):
+        return rollout(key, switch_policy(index, policies), config, params, n_decisions)
+
+    return jax.lax.map(one, jnp.arange(len(policies)))
 
 
 def random_policy(
