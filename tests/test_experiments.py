@@ -289,3 +289,55 @@ def test_agreement_width_is_where_the_gap_stays_within_two_standard_errors():
         agreement_width(noise, [4, 8, 8, 32])
     with pytest.raises(ValueError, match=r"gaps must be \(n_seeds >= 2, 4\)"):
         agreement_width(noise[:1], widths)
+
+
+def test_a_run_survives_the_store_with_its_probe_order_and_exact_numbers(tmp_path):
+    from ntkbook.experiments import Run
+    from ntkbook.store import Store
+
+    def records(offset):
+        return [
+            {"epoch": e, "entropy": offset + 0.1 * e + 1e-17 * e, "trace_per_sample": 2.0 / 3.0}
+            for e in (0, 1, 3)
+        ]
+
+    history = {"epoch": [0, 1, 2], "train_loss": [0.7, 0.3, 0.1], "test_accuracy": [0.5, 1 / 3]}
+    # "train" first although "test" sorts first: the first probe is the series' default.
+    run = Run(
+        123,
+        history,
+        None,
+        None,
+        {"train": records(1.0), "test": records(2.0)},
+        learning_rate=0.05,
+        linearised_history={"epoch": [0, 1, 2], "test_loss": [1.0, 0.5, 0.25]},
+    )
+    store = Store(str(tmp_path))
+    store.put("test.run", "k" * 64, run.to_result(), {"parameters": {}})
+    back = Run.from_result(store.get("test.run", "k" * 64).result)
+    assert back.n_parameters == 123 and back.learning_rate == 0.05
+    assert back.history == history and back.linearised_history == run.linearised_history
+    assert back.records == run.records and list(back.records) == ["train", "test"]
+    assert type(back.history["epoch"][0]) is int and type(back.records["test"][0]["epoch"]) is int
+    np.testing.assert_array_equal(back.series("entropy").values, run.series("entropy").values)
+    assert back.regime() == run.regime()
+    assert back.params is None and back.apply_fn is None
+    plain = Run.from_result(Run(5, {"loss": []}, None, None, {}).to_result())
+    assert (plain.learning_rate, plain.linearised_history, plain.records) == (None, None, {})
+
+
+def test_to_result_and_from_result_name_what_they_cannot_read():
+    from ntkbook.experiments import Run
+
+    labelled = Run(1, {"label": ["a", "b"]}, None, None, {})
+    with pytest.raises(ValueError, match=r"history\['label'\] is not numbers"):
+        labelled.to_result()
+    uneven = [{"epoch": 0, "entropy": 1.0}, {"epoch": 1, "trace_per_sample": 1.0}]
+    with pytest.raises(ValueError, match="records of probe 'train' differ in their fields"):
+        Run(1, {}, None, None, {"train": uneven}).to_result()
+    with pytest.raises(ValueError, match=r"needs \['records'\]"):
+        Run.from_result({"n_parameters": 1, "history": {}})
+    result = Run(1, {}, None, None, {"train": [{"epoch": 0, "entropy": 1.0}]}).to_result()
+    result["records"]["train"]["entropy"] = np.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="records of probe 'train' differ in length"):
+        Run.from_result(result)

@@ -8,7 +8,7 @@ import pytest
 
 from ntkbook import store as st
 from ntkbook import sweep
-from ntkbook.grids import chemotaxis, point_key
+from ntkbook.grids import chemotaxis, point_key, stack
 
 TINY = {
     "radii": [0.5, 1.0],
@@ -80,10 +80,18 @@ def test_a_tiny_cell_is_computed_once_and_then_read_from_the_store(tmp_path):
     first = sweep.map(cells.experiment, point, client=sweep.SERIAL, store=str(tmp_path))
     again = sweep.map(cells.experiment, point, client=sweep.SERIAL, store=str(tmp_path))
     assert (first.computed, again.computed, again.from_store) == (1, 0, 1)
-    runs = chemotaxis.stack([first[0]])
+    runs = stack([first[0]])
     assert runs["metrics"]["mean_reward"].shape == (TINY["n_seeds"], TINY["n_updates"])
     assert set(runs["deployed"]) == {*chemotaxis.CONTROLLERS, "trained"}
     assert runs["deployed"]["trained"]["ratio"].shape == (TINY["n_seeds"],)
     np.testing.assert_array_equal(
         again[0]["deployed"]["trained"]["ratio"], first[0]["deployed"]["trained"]["ratio"]
     )
+
+
+def test_stack_joins_points_along_their_first_axis():
+    joined = stack([{"a": np.zeros((2, 3)), "b": [1]}, {"a": np.ones((1, 3)), "b": [2, 3]}])
+    np.testing.assert_array_equal(joined["a"], [[0, 0, 0], [0, 0, 0], [1, 1, 1]])
+    assert joined["b"] == [1, 2, 3]
+    with pytest.raises(ValueError, match="at least one result"):
+        stack([])

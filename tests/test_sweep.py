@@ -41,6 +41,14 @@ def crash_point(p):
     return {"i": np.int64(p["i"])}
 
 
+def _thread_cores_after_a_jax_program() -> set[int]:
+    import jax.numpy as jnp
+
+    (jnp.ones((256, 256)) @ jnp.ones((256, 256))).block_until_ready()
+    tids = [int(tid) for tid in os.listdir("/proc/self/task")]
+    return {core for tid in tids for core in os.sched_getaffinity(tid)}
+
+
 @pytest.fixture(scope="module")
 def client():
     from distributed import Client
@@ -57,6 +65,10 @@ def test_local_cluster_workers_are_single_threaded_processes(client):
     assert len(workers) == 2 and all(w["nthreads"] == 1 for w in workers)
     flags = client.run(lambda: os.environ.get("XLA_FLAGS", ""))
     assert all(sweep.SINGLE_THREAD_XLA_FLAGS in value for value in flags.values())
+    # every thread of a worker (XLA's, started by a point, among them) runs on one core, its own
+    cores = client.run(_thread_cores_after_a_jax_program)
+    assert all(len(found) == 1 for found in cores.values())
+    assert len({next(iter(found)) for found in cores.values()}) == min(2, sweep.default_workers())
     assert os.getpid() not in client.run(os.getpid).values()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ntkbook.book.console import format_duration
-from ntkbook.book.driver import build_book, run_chapter
+from ntkbook.book.driver import build_book, run_chapter, use_compilation_cache
 from ntkbook.book.errors import BookError, UsageError
 from ntkbook.book.launch import export_notebooks, github_repository, origin_repository
 from ntkbook.book.presets import (
@@ -288,6 +288,7 @@ def _sweep(project: Project, args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     client = sweep.SERIAL if args.serial else args.scheduler
     grids = sweep.chapter_grid(args.chapter, parameters)
+    use_compilation_cache(project)  # local workers compile a program once per machine
     try:
         results = sweep.map_grids(
             grids, client=client, store=store, workers=args.workers, log=print

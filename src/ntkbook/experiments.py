@@ -144,6 +144,110 @@ class Run:
         epochs, entropy, _ = self.series("entropy", probe)
         return regime(epochs, entropy, **rule)
 
+    def to_result(self) -> dict[str, Any]:
+        """The run as a result of the results store (:mod:`ntkbook.store`): arrays and numbers.
+
+        Keeps ``n_parameters``, ``learning_rate`` (``None`` when not set), ``history`` (one
+        array per metric), ``records`` (per probe, one array per recorded field, in record
+        order), ``probes`` (the probes in order: the first is :meth:`series`'s default, and a
+        store may sort the keys of a dict) and, with a linearised twin, ``linearised_history``.
+        The network itself (``apply_fn``) and its parameters are not kept; :meth:`from_result`
+        reads the result back into a :class:`Run` whose series, regimes and histories equal
+        this run's.
+
+        Raises:
+            ValueError: a history or record field that is not numbers (or equal-shaped arrays),
+                or a probe whose records do not all have the same fields; the message names it.
+        """
+        result: dict[str, Any] = {
+            "n_parameters": int(self.n_parameters),
+            "learning_rate": None if self.learning_rate is None else float(self.learning_rate),
+            "history": _numeric_columns(self.history, "history"),
+            "records": {
+                probe: _record_columns(records, probe) for probe, records in self.records.items()
+            },
+            "probes": list(self.records),
+        }
+        if self.linearised_history is not None:
+            result["linearised_history"] = _numeric_columns(
+                self.linearised_history, "linearised_history"
+            )
+        return result
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any]) -> Run:
+        """The :class:`Run` of a result written by :meth:`to_result` (e.g. read from the
+        store): histories as lists of numbers, records as dicts keyed by ``"epoch"``;
+        ``initial_params``, ``params`` and ``apply_fn`` are ``None``.
+
+        Raises:
+            ValueError: ``result`` lacks a field of :meth:`to_result`, or a probe's columns
+                differ in length; the message names it.
+        """
+        if not isinstance(result, dict):
+            raise ValueError(f"a run's result must be a dict, got {type(result).__name__}")
+        missing = [name for name in ("n_parameters", "history", "records") if name not in result]
+        if missing:
+            raise ValueError(f"a run's result needs {missing}; it has {sorted(result)}")
+        order = result.get("probes", list(result["records"]))
+        if sorted(order) != sorted(result["records"]):
+            recorded = list(result["records"])
+            raise ValueError(f"probes {order} are not the recorded probes {recorded}")
+        records = {}
+        for probe in order:
+            columns = result["records"][probe]
+            lengths = {name: len(column) for name, column in columns.items()}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"records of probe {probe!r} differ in length: {lengths}")
+            n = next(iter(lengths.values()), 0)
+            records[probe] = [
+                {name: _item(column[i]) for name, column in columns.items()} for i in range(n)
+            ]
+        twin = result.get("linearised_history")
+        rate = result.get("learning_rate")
+        return cls(
+            int(result["n_parameters"]),
+            _lists(result["history"]),
+            None,
+            None,
+            records,
+            learning_rate=None if rate is None else float(rate),
+            linearised_history=None if twin is None else _lists(twin),
+        )
+
+
+def _numeric_columns(columns: dict[str, Sequence], where: str) -> dict[str, np.ndarray]:
+    out = {}
+    for name, values in columns.items():
+        try:
+            array = np.asarray(values)
+        except ValueError as error:  # ragged
+            raise ValueError(f"{where}[{name!r}] is not an array of numbers: {error}") from error
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"{where}[{name!r}] is not numbers (dtype {array.dtype})")
+        out[name] = array
+    return out
+
+
+def _record_columns(records: Sequence[dict], probe: str) -> dict[str, np.ndarray]:
+    fields = {frozenset(record) for record in records}
+    if len(fields) > 1:
+        found = [sorted(names) for names in fields]
+        raise ValueError(f"records of probe {probe!r} differ in their fields: {found}")
+    names = list(records[0]) if records else ["epoch"]
+    columns = {name: [record[name] for record in records] for name in names}
+    return _numeric_columns(columns, f"records[{probe!r}]")
+
+
+def _item(value):
+    # A scalar back as the Python number it was recorded as; an array field stays an array.
+    value = np.asarray(value)
+    return value.item() if value.ndim == 0 else value
+
+
+def _lists(columns: dict[str, np.ndarray]) -> dict[str, list]:
+    return {name: np.asarray(values).tolist() for name, values in columns.items()}
+
 
 def dense_run(
     train_data: tuple,

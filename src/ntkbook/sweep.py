@@ -5,8 +5,9 @@ parameter dicts. It looks each point up in the store (:class:`ntkbook.store.Stor
 the missing ones, and returns every result in the order of the points. Execution is Dask's:
 
 - ``client=None`` (the default): a :class:`dask.distributed.LocalCluster` of worker processes
-  (:func:`local_cluster`: spawned, one thread each, XLA limited to one intra-op thread, so that
-  ``n`` workers use ``n`` cores), started only when a point is missing and closed afterwards;
+  (:func:`local_cluster`: spawned, one thread each, each process pinned to a core of its own, so
+  that ``n`` workers use ``n`` cores and XLA's threads do not fight over them), started only
+  when a point is missing and closed afterwards;
 - a :class:`dask.distributed.Client`, a cluster object (e.g. :func:`slurm_cluster`) or a
   scheduler address ``"tcp://host:8786"``: points run there;
 - ``client="serial"``: in this process, one point after the other.
@@ -58,8 +59,10 @@ __all__ = [
 
 #: ``client=SERIAL`` computes the points in this process.
 SERIAL = "serial"
-#: XLA flags that keep a CPU worker to one intra-op thread (appended to ``$XLA_FLAGS``).
-SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+#: XLA flags of a local CPU worker (appended to ``$XLA_FLAGS``): Eigen's matrix products on the
+#: calling thread. XLA sizes its other thread pools by the cores a process may run on, which
+#: :func:`pin_to_core` makes one.
+SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 
 #: ``ntkbook sweep CHAPTER``: chapter -> ``"module:function"``, for grids that do not follow the
 #: convention of :func:`chapter_grid` (``ntkbook.grids.<chapter>:grid``).
@@ -144,8 +147,8 @@ class SweepFailed(RuntimeError):
 
 
 def worker_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment variables of a local worker process: one XLA intra-op thread, one BLAS
-    thread, no preallocation of GPU memory.
+    """Environment variables of a local worker process: Eigen and BLAS on one thread, no
+    preallocation of GPU memory.
 
     Every variable of ``base`` (default ``os.environ``) is kept (the JAX compilation cache
     directory among them); ``XLA_FLAGS`` gains :data:`SINGLE_THREAD_XLA_FLAGS`.
@@ -157,6 +160,35 @@ def worker_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = "1"
     return env
+
+
+def pin_to_core(index: int) -> int | None:
+    """Pin every thread of this process (and so every thread it starts later, XLA's among them)
+    to one core: the ``index``-th (modulo their number) of the cores it may run on. Returns the
+    core, or ``None`` where the system cannot pin (not Linux).
+
+    A CPU worker of :func:`local_cluster` computes points fastest on a core of its own: XLA's
+    intra-op threads, spread over every core, cost more than they gain for the small programs
+    of these sweeps and compete with the other workers.
+    """
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except (AttributeError, OSError):
+        return None
+    core = allowed[index % len(allowed)]
+    for tid in threads:
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            os.sched_setaffinity(tid, {core})
+    return core
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook, run in each worker process of :func:`local_cluster` as it starts
+    (before it computes a point): :func:`pin_to_core` by the worker's number."""
+    name = worker.name
+    index = name if isinstance(name, int) else int.from_bytes(str(name).encode()[-4:], "big")
+    pin_to_core(index)
 
 
 def default_workers() -> int:
@@ -171,9 +203,10 @@ def local_cluster(n_workers: int | None = None, allowed_failures: int = 1):
     """A :class:`~dask.distributed.LocalCluster` for sweeps on this machine.
 
     ``n_workers`` spawned worker processes (default: one per core), one thread each, with
-    :func:`worker_environment`; no dashboard. Each worker holds one point at a time (the others
-    wait at the scheduler), and a point whose worker dies is retried on another worker
-    ``allowed_failures`` times before it is reported as failed.
+    :func:`worker_environment`, each pinned to a core of its own (:func:`dask_setup`, wrapping
+    around when there are more workers than cores); no dashboard. Each worker holds one point
+    at a time (the others wait at the scheduler), and a point whose worker dies is retried on
+    another worker ``allowed_failures`` times before it is reported as failed.
 
     Raises:
         ValueError: ``n_workers`` is not a positive integer.
@@ -198,6 +231,7 @@ def local_cluster(n_workers: int | None = None, allowed_failures: int = 1):
             dashboard_address=None,
             silence_logs=logging.ERROR,
             env=worker_environment(),
+            preload=[__name__],  # each worker runs dask_setup as it starts: a core of its own
         )
 
 
@@ -356,6 +390,93 @@ def _connect(client: Any):
     )
 
 
+@dataclass
+class _Job:
+    """One grid of a sweep: its experiment, points, keys and the points missing from the store."""
+
+    name: str
+    fn: Callable
+    points: list[dict[str, Any]]
+    keys: list[str]
+    missing: dict[str, dict[str, Any]]
+
+
+def _job(experiment: str | Callable, points, store: st.Store, fingerprint) -> _Job:
+    name, fn = _experiment(experiment)
+    points = [dict(point) for point in points]
+    keys = [st.make_key(name, point, fingerprint) for point in points]
+    unique = dict(zip(keys, points, strict=True))
+    missing = {key: point for key, point in unique.items() if not store.contains(name, key)}
+    return _Job(name, fn, points, keys, missing)
+
+
+def _sweep(
+    grids: Sequence[tuple[str | Callable, Sequence[Mapping[str, Any]]]],
+    client: Any,
+    store: st.Store | str | None,
+    workers: int | None,
+    progress: Progress,
+    log: Callable[[str], None] | None,
+) -> list[Results]:
+    """The results of every (experiment, points) grid; all missing points are computed together
+    (on one cluster, in one queue), so a worker never waits for another grid to finish."""
+    store = store if isinstance(store, st.Store) else st.Store(store)
+    log = log or _stderr
+    fingerprint = st.code_fingerprint()
+    jobs = [_job(experiment, points, store, fingerprint) for experiment, points in grids]
+    for job in jobs:
+        n_unique = len(set(job.keys))
+        log(
+            f"sweep {job.name}: {len(job.points)} point(s), {n_unique - len(job.missing)} from "
+            f"the store {store.url}, {len(job.missing)} to compute"
+        )
+    missing = [(job, key) for job in jobs for key in job.missing]
+    failures: list[tuple[_Job, PointFailure]] = []
+    if missing:
+        started = time.perf_counter()
+        description = ", ".join(dict.fromkeys(job.name for job, _ in missing))
+        if client == SERIAL:
+            failures = _run_serial(missing, store, fingerprint, description, progress)
+        else:
+            failures = _run_dask(
+                missing, store, fingerprint, client, workers, description, progress
+            )
+        log(
+            f"sweep {description}: computed {len(missing) - len(failures)} point(s) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+    if failures:
+        failed = [job for job in jobs if any(j is job for j, _ in failures)]
+        raise SweepFailed(
+            ", ".join(job.name for job in failed),
+            [failure for _, failure in failures],
+            stored=sum(len(set(job.keys)) for job in failed) - len(failures),
+            total=sum(len(set(job.keys)) for job in failed),
+        )
+    results = []
+    for job in jobs:
+        loaded: dict[str, Any] = {}
+        for key in dict.fromkeys(job.keys):
+            entry = store.get(job.name, key)
+            if entry is None:
+                raise RuntimeError(
+                    f"point {key[:16]} of {job.name!r} was computed but is not in {store}"
+                )
+            loaded[key] = entry.result
+        n_unique = len(loaded)
+        results.append(
+            Results(
+                [loaded[key] for key in job.keys],
+                job.name,
+                job.keys,
+                from_store=n_unique - len(job.missing),
+                computed=len(job.missing),
+                store_url=store.url,
+            )
+        )
+    return results
+
+
 def map(  # noqa: A001 - sweep.map reads as what it does
     experiment: str | Callable,
     points: Sequence[Mapping[str, Any]],
@@ -378,45 +499,7 @@ def map(  # noqa: A001 - sweep.map reads as what it does
         SweepFailed: some points failed (all others are stored); it lists each failed point's
             parameters and traceback.
     """
-    name, fn = _experiment(experiment)
-    store = store if isinstance(store, st.Store) else st.Store(store)
-    points = [dict(point) for point in points]
-    fingerprint = st.code_fingerprint()
-    keys = [st.make_key(name, point, fingerprint) for point in points]
-    unique = dict(zip(keys, points, strict=True))
-    missing = {key: point for key, point in unique.items() if not store.contains(name, key)}
-    log = log or _stderr
-    log(
-        f"sweep {name}: {len(points)} point(s), {len(unique) - len(missing)} from the store "
-        f"{store.url}, {len(missing)} to compute"
-    )
-    failures: list[PointFailure] = []
-    if missing:
-        started = time.perf_counter()
-        if client == SERIAL:
-            failures = _run_serial(fn, name, missing, store, fingerprint, progress)
-        else:
-            failures = _run_dask(fn, name, missing, store, fingerprint, client, workers, progress)
-        log(
-            f"sweep {name}: computed {len(missing) - len(failures)} point(s) in "
-            f"{time.perf_counter() - started:.1f} s"
-        )
-    if failures:
-        raise SweepFailed(name, failures, stored=len(unique) - len(failures), total=len(unique))
-    loaded: dict[str, Any] = {}
-    for key in unique:
-        entry = store.get(name, key)
-        if entry is None:
-            raise RuntimeError(f"point {key[:16]} of {name!r} was computed but is not in {store}")
-        loaded[key] = entry.result
-    return Results(
-        [loaded[key] for key in keys],
-        name,
-        keys,
-        from_store=len(unique) - len(missing),
-        computed=len(missing),
-        store_url=store.url,
-    )
+    return _sweep([(experiment, points)], client, store, workers, progress, log)[0]
 
 
 def map_grids(
@@ -428,49 +511,15 @@ def map_grids(
     progress: Progress = True,
     log: Callable[[str], None] | None = None,
 ) -> list[Results]:
-    """:func:`map` over each grid, with one local cluster for all of them (started only when a
-    point is missing). Every grid is computed; failures of all grids are raised together.
+    """:func:`map` over each grid, all grids' missing points in one queue on one cluster
+    (started only when a point is missing): a worker that finishes one grid's points takes the
+    next grid's at once. Returns one :class:`Results` per grid, in order.
 
     Raises:
         SweepFailed: points of any grid failed (all others are stored).
     """
-    store = store if isinstance(store, st.Store) else st.Store(store)
-    fingerprint = st.code_fingerprint()
-    n_missing = 0
-    for grid in grids:
-        name, _ = _experiment(grid.experiment)
-        keys = {st.make_key(name, point, fingerprint) for point in grid.points}
-        n_missing += sum(not store.contains(name, key) for key in keys)
-    context = (
-        _client(None, workers, n_missing)
-        if client is None and n_missing
-        else contextlib.nullcontext(client)
-    )
-    results, failed = [], []
-    with context as connected:
-        for grid in grids:
-            try:
-                results.append(
-                    map(
-                        grid.experiment,
-                        grid.points,
-                        client=connected,
-                        store=store,
-                        workers=workers,
-                        progress=progress,
-                        log=log,
-                    )
-                )
-            except SweepFailed as err:
-                failed.append(err)
-    if failed:
-        raise SweepFailed(
-            ", ".join(err.experiment for err in failed),
-            [failure for err in failed for failure in err.failures],
-            stored=sum(err.stored for err in failed),
-            total=sum(err.total for err in failed),
-        )
-    return results
+    pairs = [(grid.experiment, grid.points) for grid in grids]
+    return _sweep(pairs, client, store, workers, progress, log)
 
 
 def _stderr(line: str) -> None:
@@ -482,46 +531,49 @@ def _failure(key: str, point: dict[str, Any], error: BaseException, tb: Any) -> 
     return PointFailure(point, key, f"{type(error).__name__}: {error}", text)
 
 
-def _run_serial(fn, name, missing, store, fingerprint, progress) -> list[PointFailure]:
+def _run_serial(missing, store, fingerprint, description, progress):
     failures = []
-    items = track(list(missing.items()), description=name, progress=progress)
-    for key, point in items:
+    for job, key in track(missing, description=description, progress=progress):
+        point = job.missing[key]
         try:
-            compute_point(fn, name, key, point, store.url, fingerprint, check_code=False)
+            compute_point(job.fn, job.name, key, point, store.url, fingerprint, check_code=False)
         except Exception as error:  # noqa: BLE001 - reported with its point
-            failures.append(_failure(key, point, error, error.__traceback__))
+            failures.append((job, _failure(key, point, error, error.__traceback__)))
     return failures
 
 
-def _run_dask(fn, name, missing, store, fingerprint, client, workers, progress):
+def _run_dask(missing, store, fingerprint, client, workers, description, progress):
     from distributed import as_completed
 
     with _client(client, workers, len(missing)) as connected:
         futures = {
             connected.submit(
                 compute_point,
-                fn,
-                name,
+                job.fn,
+                job.name,
                 key,
-                point,
+                job.missing[key],
                 store.url,
                 fingerprint,
-                key=f"{name}-{key[:24]}",
+                key=f"{job.name}-{key[:24]}",
                 pure=False,
-            ): key
-            for key, point in missing.items()
+            ): (job, key)
+            for job, key in missing
         }
         failures = []
         try:
             done = as_completed(list(futures))
-            for future in track(done, total=len(futures), description=name, progress=progress):
-                key = futures.pop(future)
+            for future in track(
+                done, total=len(futures), description=description, progress=progress
+            ):
+                job, key = futures.pop(future)
                 # A point whose worker died after it stored its entry is finished: the store,
                 # not the worker's memory, holds results.
-                if future.status != "finished" and not store.contains(name, key):
-                    failures.append(
-                        _failure(key, missing[key], future.exception(), future.traceback())
+                if future.status != "finished" and not store.contains(job.name, key):
+                    failure = _failure(
+                        key, job.missing[key], future.exception(), future.traceback()
                     )
+                    failures.append((job, failure))
                 # The entry is in the store; released, the task is not recomputed when the
                 # worker that holds its (small) return value dies.
                 future.release()

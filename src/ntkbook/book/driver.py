@@ -291,6 +291,13 @@ def compilation_cache_dir(project: Project) -> Path:
     return Path(configured) if configured else project.root / JAX_CACHE_DIR
 
 
+def use_compilation_cache(project: Project) -> None:
+    """Point JAX's persistent compilation cache (of this process and of every worker it starts)
+    at :func:`compilation_cache_dir`, unless the environment already names one."""
+    os.environ.setdefault(JAX_CACHE_ENV, str(compilation_cache_dir(project)))
+    os.environ.setdefault(JAX_CACHE_MIN_SECONDS_ENV, JAX_CACHE_MIN_SECONDS)
+
+
 def _code_cells(notebook: Path) -> int:
     import nbformat
 
@@ -387,8 +394,7 @@ def run_chapter(
     log(f"{label}: executing {_display(info.notebook)} in {_display(work)}{estimate_text}")
     import papermill
 
-    os.environ.setdefault(JAX_CACHE_ENV, str(compilation_cache_dir(project)))
-    os.environ.setdefault(JAX_CACHE_MIN_SECONDS_ENV, JAX_CACHE_MIN_SECONDS)
+    use_compilation_cache(project)
     interactive = sys.stdout.isatty() if interactive is None else interactive
     progress = CellProgress(
         _code_cells(info.notebook), log, interactive, label, estimate_s=estimate

@@ -8,9 +8,10 @@ defines ``grid(parameters) -> list[ntkbook.sweep.Grid]``, which the chapter's no
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["point_key"]
+__all__ = ["point_key", "stack"]
 
 
 def point_key(seed: int, /, **values: Any):
@@ -26,3 +27,22 @@ def point_key(seed: int, /, **values: Any):
     text = repr(sorted(values.items())).encode()
     tag = int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
     return jax.random.fold_in(jax.random.key(seed), tag)
+
+
+def stack(results: Sequence[Any]) -> Any:
+    """The points' results joined along their first axis (runs), in the order of the points:
+    dicts key by key, lists concatenated, arrays along axis 0.
+
+    Raises:
+        ValueError: ``results`` is empty (there is nothing to join).
+    """
+    import numpy as np
+
+    if not results:
+        raise ValueError("stack needs at least one result, got none")
+    first = results[0]
+    if isinstance(first, dict):
+        return {name: stack([r[name] for r in results]) for name in first}
+    if isinstance(first, list):
+        return [item for r in results for item in r]
+    return np.concatenate([np.asarray(r) for r in results])

@@ -6,15 +6,16 @@ key is folded from ``seed`` and the cell itself (not its place in the grid), so 
 or a speed leaves every other cell's key, hence its stored result, unchanged. PPO on the
 ``ppo_radii`` is a second experiment, one point per radius.
 
-:func:`grid` gives both sweeps for a chapter's parameters; :func:`stack` joins the points'
-results along the run axis in grid order (shape, radius, speed, seed), as the notebook reads them.
+:func:`grid` gives both sweeps for a chapter's parameters; :func:`~ntkbook.grids.stack` joins
+the points' results along the run axis in grid order (shape, radius, speed, seed), as the
+notebook reads them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -25,7 +26,7 @@ from ntkbook.store import experiment
 from ntkbook.swarm import PolicyGradientConfig, PPOConfig, analysis, make_train, policy, tasks
 from ntkbook.sweep import Grid
 
-__all__ = ["CONTROLLERS", "PARAMETERS", "cell", "ppo_cell", "grid", "stack"]
+__all__ = ["CONTROLLERS", "PARAMETERS", "cell", "ppo_cell", "grid"]
 
 #: The hand-written controllers deployed beside every trained policy.
 CONTROLLERS = {
@@ -205,13 +206,3 @@ def grid(parameters: Mapping[str, Any]) -> list[Grid]:
         for radius in parameters["ppo_radii"]
     ]
     return [Grid(cell, cells), Grid(ppo_cell, ppo)]
-
-
-def stack(results: Sequence[Any]) -> Any:
-    """The points' results joined along their first axis (runs), lists concatenated."""
-    first = results[0]
-    if isinstance(first, dict):
-        return {name: stack([r[name] for r in results]) for name in first}
-    if isinstance(first, list):
-        return [item for r in results for item in r]
-    return np.concatenate([np.asarray(r) for r in results])
