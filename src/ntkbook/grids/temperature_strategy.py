@@ -16,6 +16,7 @@ of parameters alone: the chapter computes it from the stored actors with :func:`
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -132,28 +133,26 @@ def chemotaxis_environment(p: Mapping[str, Any]) -> tasks.EnvConfig:
 
 
 def rod_environment(p: Mapping[str, Any], fixed_epsilon_K: float | None = None) -> tasks.EnvConfig:
-    """The rod-rotation environment (the authors' script): an open 150 µm box with the rod at
-    its centre. With ``fixed_epsilon_K``, the contact energy is ``k_B · fixed_epsilon_K`` at every
-    temperature instead of ``k_B (T + 1 K)``.
+    """The rod-rotation environment (the authors' script,
+    :func:`~ntkbook.swarm.rod_rotation.paper_env_config`: an open 150 µm box with the rod at its
+    centre) at the chapter's agents, steps and episode length; the colloids touch the rod but
+    not each other. With ``fixed_epsilon_K``, the contact energy is ``k_B · fixed_epsilon_K``
+    at every temperature instead of ``k_B (T + 1 K)``.
 
     Raises:
         ValueError: the agents do not fit beside the rod, or a bad setting (named).
     """
     epsilon = None if fixed_epsilon_K is None else float(physics.thermal_energy(fixed_epsilon_K))
-    env = tasks.EnvConfig(
-        task="rod_rotation",
-        n_agents=p["rod_agents"],
-        decision_interval=p["rod_decision_interval"],
-        integrator_step=p["rod_integrator_step"],
-        episode_length=p["rod_episode_length"],
-        box_length=150.0,
-        start_radius=25.0,
-        turn_rate_deg=3.55,
-        boundary="open",
-        task_options=rod_rotation.RodRotation(
+    env = dataclasses.replace(
+        rod_rotation.paper_env_config(
+            p["rod_agents"],
             rod=rod.RodConfig(geometry=p["rod_geometry"], fixed_epsilon=epsilon),
             reward=p["rod_reward"],
         ),
+        decision_interval=p["rod_decision_interval"],
+        integrator_step=p["rod_integrator_step"],
+        episode_length=p["rod_episode_length"],
+        interactions=False,  # colloids touch the rod, not each other (the authors: both)
     )
     rod_rotation.check_config(env, ROD_SWIMMER[0])
     return env
